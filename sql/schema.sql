@@ -1,0 +1,78 @@
+-- pg_prodguard: tables, roles and privileges created by CREATE EXTENSION.
+-- The schema "prodguard" itself is created by CREATE EXTENSION (see the control file).
+
+-- Roles are cluster-wide: create them only where they do not exist yet, and never drop them
+-- with the extension (other databases of the cluster may use them).
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'prodguard_operator') THEN
+        CREATE ROLE prodguard_operator NOLOGIN;
+        COMMENT ON ROLE prodguard_operator IS
+            'pg_prodguard: members may break glass with SET LOCAL prodguard.override = ''<reason>'' and run restores.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'prodguard_auditor') THEN
+        CREATE ROLE prodguard_auditor NOLOGIN;
+        COMMENT ON ROLE prodguard_auditor IS
+            'pg_prodguard: members may read the audit log and the denial log.';
+    END IF;
+END
+$roles$;
+
+COMMENT ON SCHEMA prodguard IS 'pg_prodguard: guards against production data loss, their audit log and tools.';
+
+-- Nobody but the owner writes here; everyone may look up the functions.
+REVOKE ALL ON SCHEMA prodguard FROM PUBLIC;
+GRANT USAGE ON SCHEMA prodguard TO PUBLIC;
+
+CREATE TABLE prodguard.audit_log (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    logged_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    txid             xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    action           text NOT NULL,
+    table_oid        oid,
+    schema_name      text,
+    table_name       text,
+    row_key          jsonb,
+    old_row          jsonb,
+    new_row          jsonb,
+    changed_columns  text[],
+    db_user          text NOT NULL,
+    "session_user"   text NOT NULL DEFAULT session_user,
+    application_name text,
+    client_addr      inet,
+    backend_pid      integer NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
+    environment      text NOT NULL,
+    override_reason  text,
+    test_data        jsonb,
+    object           text,
+    statement        text
+);
+CREATE INDEX audit_log_logged_at_idx ON prodguard.audit_log (logged_at);
+CREATE INDEX audit_log_txid_idx ON prodguard.audit_log (txid);
+
+REVOKE ALL ON prodguard.audit_log FROM PUBLIC;
+GRANT SELECT ON prodguard.audit_log TO prodguard_auditor;
+
+COMMENT ON TABLE prodguard.audit_log IS
+    'pg_prodguard: one row per guarded command that ran (override or staging warning) and, for protected tables, per changed row; written in the changing transaction.';
+COMMENT ON COLUMN prodguard.audit_log.id IS 'Order of writing.';
+COMMENT ON COLUMN prodguard.audit_log.logged_at IS 'When the row was written (clock time inside the transaction).';
+COMMENT ON COLUMN prodguard.audit_log.txid IS 'Transaction that made the change (pg_current_xact_id()).';
+COMMENT ON COLUMN prodguard.audit_log.action IS 'INSERT, UPDATE, DELETE, or the guarded command: TRUNCATE, DROP TABLE, DROP SCHEMA, ...';
+COMMENT ON COLUMN prodguard.audit_log.table_oid IS 'The table acted on, when there is one.';
+COMMENT ON COLUMN prodguard.audit_log.schema_name IS 'Schema of the table, as it was named at the time.';
+COMMENT ON COLUMN prodguard.audit_log.table_name IS 'Name of the table, as it was named at the time.';
+COMMENT ON COLUMN prodguard.audit_log.row_key IS 'Primary key (else replica identity) values of the changed row.';
+COMMENT ON COLUMN prodguard.audit_log.old_row IS 'The row before the change.';
+COMMENT ON COLUMN prodguard.audit_log.new_row IS 'The row after the change.';
+COMMENT ON COLUMN prodguard.audit_log.changed_columns IS 'Columns an UPDATE changed.';
+COMMENT ON COLUMN prodguard.audit_log.db_user IS 'current_user when the change was made.';
+COMMENT ON COLUMN prodguard.audit_log."session_user" IS 'session_user (the login role) when the change was made.';
+COMMENT ON COLUMN prodguard.audit_log.application_name IS 'application_name of the session.';
+COMMENT ON COLUMN prodguard.audit_log.client_addr IS 'Client address; NULL for Unix-socket connections.';
+COMMENT ON COLUMN prodguard.audit_log.backend_pid IS 'Process id of the backend.';
+COMMENT ON COLUMN prodguard.audit_log.environment IS 'prodguard.environment in force: development, staging or production.';
+COMMENT ON COLUMN prodguard.audit_log.override_reason IS 'The prodguard.override reason that let a guarded statement run.';
+COMMENT ON COLUMN prodguard.audit_log.test_data IS 'Test-data matches found in the row (prodguard.test_data_action = log).';
+COMMENT ON COLUMN prodguard.audit_log.object IS 'The object of a guarded command, as its message names it.';
+COMMENT ON COLUMN prodguard.audit_log.statement IS 'Text of the guarded statement.';

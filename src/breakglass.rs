@@ -1,0 +1,131 @@
+//! Break-glass overrides: when `SET LOCAL prodguard.override = '<reason>'` lets a guarded
+//! statement run in production.
+//!
+//! An override is honoured only when all three hold:
+//! 1. its reason is not blank;
+//! 2. it was set in the transaction that runs the guarded statement;
+//! 3. the role that set it is a member of `prodguard_operator` (superusers count).
+//!
+//! The assign hook stamps every new value with (2) and (3) as they are at SET time: this
+//! backend's local transaction id and the current role. Values that arrive outside a
+//! transaction (postgresql.conf, ALTER ROLE/DATABASE SET applied at login, the value put
+//! back when a transaction or savepoint ends) are stamped with no transaction and so
+//! never count. Checking (3) against the role that *set* the reason means a
+//! non-operator cannot borrow an operator's SECURITY DEFINER function to break glass.
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_void};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::settings;
+
+/// Which transactions an override may act in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The one in which it was set (SET LOCAL, or SET inside a transaction block).
+    Transaction,
+    /// That one, or the transaction right after it. Only for DROP DATABASE, which cannot
+    /// run inside a transaction block, so an override can only come from the statement
+    /// before it.
+    NextStatement,
+}
+
+/// The override as a guard sees it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Override {
+    None,
+    Valid { reason: String },
+    Ignored { reason: String, why: String },
+}
+
+/// Who set the current value of prodguard.override, and in which transaction.
+#[derive(Clone, Copy)]
+struct Stamp {
+    lxid: pg_sys::LocalTransactionId,
+    role: pg_sys::Oid,
+}
+
+thread_local! {
+    static STAMP: Cell<Stamp> = const {
+        Cell::new(Stamp { lxid: 0, role: pg_sys::InvalidOid })
+    };
+}
+
+pub const OPERATOR_ROLE: &str = "prodguard_operator";
+
+/// Assign hook of `prodguard.override`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn assign_override(_newval: *const c_char, _extra: *mut c_void) {
+    STAMP.with(|s| s.set(current_stamp()));
+}
+
+fn current_stamp() -> Stamp {
+    // SAFETY: MyProc is either NULL (postmaster, early start-up) or this backend's PGPROC,
+    // which lives as long as the backend. GetUserId only reads a backend global; it is
+    // called only once a transaction (and so a user) exists.
+    unsafe {
+        if pg_sys::MyProc.is_null() || !pg_sys::IsTransactionState() {
+            return Stamp { lxid: 0, role: pg_sys::InvalidOid };
+        }
+        Stamp { lxid: (*pg_sys::MyProc).lxid, role: pg_sys::GetUserId() }
+    }
+}
+
+/// The override in force for a statement running now.
+pub fn current(scope: Scope) -> Override {
+    let raw = settings::string_setting(&settings::OVERRIDE);
+    let reason = raw.trim();
+    if reason.is_empty() {
+        return Override::None;
+    }
+    let reason = reason.to_string();
+    let set = STAMP.with(|s| s.get());
+    let now = current_stamp();
+    let same_txn = now.lxid != 0 && set.lxid == now.lxid;
+    let previous_txn = now.lxid != 0 && set.lxid != 0 && set.lxid.wrapping_add(1) == now.lxid;
+    let in_scope = same_txn || (scope == Scope::NextStatement && previous_txn);
+    if !in_scope {
+        let why = match scope {
+            Scope::Transaction => "it was not set in this transaction. An override counts only in the transaction in which it was set: use SET LOCAL inside the transaction that runs the statement.",
+            Scope::NextStatement => "it was not set by the statement just before this one. DROP DATABASE cannot run in a transaction block, so run SET prodguard.override = '<reason>' and then DROP DATABASE as the very next statement.",
+        };
+        return Override::Ignored { reason, why: why.into() };
+    }
+    if !is_operator(set.role) {
+        let who = role_name(set.role);
+        return Override::Ignored {
+            reason,
+            why: format!("role \"{who}\", which set it, is not a member of {OPERATOR_ROLE}."),
+        };
+    }
+    Override::Valid { reason }
+}
+
+/// Whether a role may break glass: a superuser or a member of prodguard_operator.
+pub fn is_operator(role: pg_sys::Oid) -> bool {
+    if role == pg_sys::InvalidOid {
+        return false;
+    }
+    // SAFETY: catalog lookups; `current` is only reached inside a transaction.
+    unsafe {
+        if pg_sys::superuser_arg(role) {
+            return true;
+        }
+        let operator = pg_sys::get_role_oid(c"prodguard_operator".as_ptr(), true);
+        operator != pg_sys::InvalidOid && pg_sys::is_member_of_role(role, operator)
+    }
+}
+
+pub fn role_name(role: pg_sys::Oid) -> String {
+    // SAFETY: GetUserNameFromId with noerr=true returns NULL for an unknown role.
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(role, true);
+        if name.is_null() {
+            format!("{}", role.to_u32())
+        } else {
+            std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+        }
+    }
+}

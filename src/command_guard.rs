@@ -1,0 +1,459 @@
+//! Command guard: the destructive utility statements of SPEC §3, refused in production.
+//!
+//! The ProcessUtility hook hands every utility statement to `check()`, whatever its
+//! source: top level, PL/pgSQL, DO blocks, SECURITY DEFINER functions. `classify()` looks
+//! at the node tag only, so ordinary statements (SET, BEGIN, CREATE ...) cost one match.
+//! For a guarded statement it resolves the objects and produces one `Finding` per object,
+//! paired with the environment that judges it:
+//! - statements acting inside this database: this database's environment;
+//! - DROP DATABASE / ALTER DATABASE RENAME: the target's (production or listed in
+//!   prodguard.protected_databases), from whichever database they are issued;
+//! - ALTER DATABASE/ROLE/SYSTEM ... SET prodguard.*: the strictest of this database and
+//!   every database the change reaches.
+//!
+//! What is not guarded, on purpose: temporary tables (private to a session and gone with
+//! it), objects that do not exist (`IF EXISTS` on nothing destroys nothing; PostgreSQL
+//! reports the rest), and the extension's own install and upgrade scripts.
+
+use std::ffi::{c_char, CStr};
+
+use pgrx::pg_sys;
+use pgrx::PgList;
+
+use crate::audit;
+use crate::breakglass::Scope;
+use crate::denial_log::cstr_or;
+use crate::environment::{self, Database};
+use crate::policy::{self, Decision, Finding, Guard};
+use crate::settings::{self, Environment, Token};
+
+const EXTENSION: &str = "pg_prodguard";
+const SCHEMA: &str = "prodguard";
+
+/// One finding, the environment that judges it, and how an override may reach it.
+struct Judged {
+    finding: Finding,
+    env: Environment,
+    scope: Scope,
+}
+
+/// Checks one utility statement; raises an ERROR when production refuses it, and writes
+/// the audit row when an override or a staging warning lets it run.
+///
+/// # Safety
+/// `pstmt` must be the PlannedStmt PostgreSQL passed to the ProcessUtility hook, and
+/// `query` NULL or its NUL-terminated source text.
+pub unsafe fn check(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) {
+    // SAFETY: guaranteed by the caller.
+    let (stmt, statement) = unsafe { ((*pstmt).utilityStmt, statement_text(pstmt, query)) };
+    if stmt.is_null() || in_own_extension_script() {
+        return;
+    }
+    // SAFETY: `stmt` is a valid parse node.
+    for judged in unsafe { classify(stmt) } {
+        let reason = match policy::enforce(judged.env, &judged.finding, judged.scope) {
+            Decision::Silent | Decision::Refuse(_) => continue,
+            Decision::Warned => None,
+            Decision::Overridden(reason) => Some(reason),
+        };
+        audit::record_command(&judged.finding, judged.env, reason.as_deref(), statement.as_deref());
+    }
+}
+
+/// The guarded parts of a statement.
+///
+/// # Safety
+/// `stmt` must be a valid utility parse node.
+unsafe fn classify(stmt: *mut pg_sys::Node) -> Vec<Judged> {
+    use pg_sys::NodeTag::*;
+    // SAFETY: each arm casts to the struct its node tag names.
+    unsafe {
+        match (*stmt).type_ {
+            T_TruncateStmt => truncate(&*(stmt as *mut pg_sys::TruncateStmt)),
+            T_DropStmt => drop_objects(&*(stmt as *mut pg_sys::DropStmt)),
+            T_AlterTableStmt => drop_column(&*(stmt as *mut pg_sys::AlterTableStmt)),
+            T_DropOwnedStmt => drop_owned(&*(stmt as *mut pg_sys::DropOwnedStmt)),
+            T_DropdbStmt => {
+                let s = &*(stmt as *mut pg_sys::DropdbStmt);
+                database_removal("DROP DATABASE", s.dbname, Scope::NextStatement)
+            }
+            T_RenameStmt => {
+                let s = &*(stmt as *mut pg_sys::RenameStmt);
+                if s.renameType == pg_sys::ObjectType::OBJECT_DATABASE {
+                    database_removal("ALTER DATABASE RENAME", s.subname, Scope::Transaction)
+                } else {
+                    Vec::new()
+                }
+            }
+            T_AlterSystemStmt => {
+                let s = &*(stmt as *mut pg_sys::AlterSystemStmt);
+                settings_change("ALTER SYSTEM", s.setstmt, None, true)
+            }
+            T_AlterDatabaseSetStmt => {
+                let s = &*(stmt as *mut pg_sys::AlterDatabaseSetStmt);
+                settings_change("ALTER DATABASE", s.setstmt, opt_cstr(s.dbname), false)
+            }
+            T_AlterRoleSetStmt => {
+                let s = &*(stmt as *mut pg_sys::AlterRoleSetStmt);
+                let db = opt_cstr(s.database);
+                let cluster_wide = db.is_none();
+                settings_change("ALTER ROLE", s.setstmt, db, cluster_wide)
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A table of this database, resolved from the statement.
+struct Table {
+    oid: pg_sys::Oid,
+    schema: String,
+    name: String,
+    temp: bool,
+    kind: u8,
+}
+
+impl Table {
+    /// # Safety
+    /// `rv` must be a valid RangeVar.
+    unsafe fn resolve(rv: *mut pg_sys::RangeVar) -> Option<Table> {
+        // SAFETY: name lookup without a lock; the statement itself locks the table later.
+        unsafe {
+            let oid = pg_sys::RangeVarGetRelidExtended(
+                rv,
+                pg_sys::NoLock as i32,
+                pg_sys::RVROption::RVR_MISSING_OK,
+                None,
+                std::ptr::null_mut(),
+            );
+            if oid == pg_sys::InvalidOid {
+                return None;
+            }
+            Some(Table {
+                oid,
+                schema: cstr_or(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid)), ""),
+                name: cstr_or(pg_sys::get_rel_name(oid), ""),
+                temp: pg_sys::get_rel_persistence(oid) as u8 == pg_sys::RELPERSISTENCE_TEMP,
+                kind: pg_sys::get_rel_relkind(oid) as u8,
+            })
+        }
+    }
+
+    fn display(&self) -> String {
+        format!("\"{}.{}\"", self.schema, self.name)
+    }
+
+    /// Tables of the extension itself are guarded whatever the token list says.
+    fn token_for(&self, token: Token) -> Option<Token> {
+        (self.schema != SCHEMA).then_some(token)
+    }
+}
+
+fn truncate(s: &pg_sys::TruncateStmt) -> Vec<Judged> {
+    // SAFETY: `relations` is a List of RangeVar.
+    let tables = unsafe { PgList::<pg_sys::RangeVar>::from_pg(s.relations) };
+    tables
+        .iter_ptr()
+        // SAFETY: each element is a valid RangeVar.
+        .filter_map(|rv| unsafe { Table::resolve(rv) })
+        .filter(|t| !t.temp)
+        .filter_map(|t| {
+            local(t.token_for(Token::Truncate), "TRUNCATE", format!("table {}", t.display()), Some(t.oid))
+        })
+        .collect()
+}
+
+fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
+    use pg_sys::ObjectType::*;
+    // SAFETY: DROP TABLE/MATERIALIZED VIEW objects are name lists; DROP SCHEMA/EXTENSION
+    // objects are String nodes.
+    let objects = unsafe { PgList::<pg_sys::Node>::from_pg(s.objects) };
+    match s.removeType {
+        OBJECT_TABLE | OBJECT_MATVIEW => {
+            let (command, noun) = if s.removeType == OBJECT_TABLE {
+                ("DROP TABLE", "table")
+            } else {
+                ("DROP MATERIALIZED VIEW", "materialized view")
+            };
+            objects
+                .iter_ptr()
+                // SAFETY: each element is a List of String naming a relation.
+                .filter_map(|names| unsafe {
+                    Table::resolve(pg_sys::makeRangeVarFromNameList(names as *mut pg_sys::List))
+                })
+                .filter(|t| {
+                    !t.temp
+                        && matches!(
+                            t.kind,
+                            pg_sys::RELKIND_RELATION
+                                | pg_sys::RELKIND_PARTITIONED_TABLE
+                                | pg_sys::RELKIND_MATVIEW
+                        )
+                })
+                .filter_map(|t| {
+                    local(t.token_for(Token::DropTable), command, format!("{noun} {}", t.display()), Some(t.oid))
+                })
+                .collect()
+        }
+        OBJECT_SCHEMA => objects
+            .iter_ptr()
+            // SAFETY: each element is a String node.
+            .map(|n| unsafe { string_node(n) })
+            .filter(|name| schema_exists_and_not_temp(name))
+            .filter_map(|name| {
+                let token = (name != SCHEMA).then_some(Token::DropSchema);
+                local(token, "DROP SCHEMA", format!("schema \"{name}\""), None)
+            })
+            .collect(),
+        OBJECT_EXTENSION => objects
+            .iter_ptr()
+            // SAFETY: each element is a String node.
+            .map(|n| unsafe { string_node(n) })
+            .filter(|name| name == EXTENSION)
+            .filter_map(|name| local(None, "DROP EXTENSION", format!("extension \"{name}\""), None))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn drop_column(s: &pg_sys::AlterTableStmt) -> Vec<Judged> {
+    // SAFETY: `cmds` is a List of AlterTableCmd; `relation` a RangeVar.
+    let cmds = unsafe { PgList::<pg_sys::AlterTableCmd>::from_pg(s.cmds) };
+    let columns: Vec<String> = cmds
+        .iter_ptr()
+        // SAFETY: each element is a valid AlterTableCmd.
+        .filter(|c| unsafe { (**c).subtype } == pg_sys::AlterTableType::AT_DropColumn)
+        .map(|c| unsafe { cstr_or((*c).name, "") })
+        .collect();
+    if columns.is_empty() || s.objtype != pg_sys::ObjectType::OBJECT_TABLE {
+        return Vec::new();
+    }
+    // SAFETY: `relation` is a valid RangeVar for ALTER TABLE.
+    let Some(table) = (unsafe { Table::resolve(s.relation) }) else {
+        return Vec::new();
+    };
+    if table.temp {
+        return Vec::new();
+    }
+    columns
+        .into_iter()
+        .filter_map(|col| {
+            local(
+                table.token_for(Token::DropColumn),
+                "ALTER TABLE DROP COLUMN",
+                format!("column \"{col}\" of table {}", table.display()),
+                Some(table.oid),
+            )
+        })
+        .collect()
+}
+
+fn drop_owned(s: &pg_sys::DropOwnedStmt) -> Vec<Judged> {
+    // SAFETY: `roles` is a List of RoleSpec.
+    let roles = unsafe { PgList::<pg_sys::RoleSpec>::from_pg(s.roles) };
+    let names: Vec<String> = roles
+        .iter_ptr()
+        // SAFETY: get_rolespec_name resolves a valid RoleSpec (or raises for unknown roles,
+        // which the statement itself would raise too).
+        .map(|r| format!("\"{}\"", unsafe { cstr_or(pg_sys::get_rolespec_name(r), "") }))
+        .collect();
+    let noun = if names.len() == 1 { "role" } else { "roles" };
+    local(Some(Token::DropOwned), "DROP OWNED", format!("objects owned by {noun} {}", names.join(", ")), None)
+        .into_iter()
+        .collect()
+}
+
+/// DROP DATABASE and ALTER DATABASE RENAME: judged by the target database.
+fn database_removal(command: &str, dbname: *const c_char, scope: Scope) -> Vec<Judged> {
+    if !settings::is_blocked(Token::DropDatabase) {
+        return Vec::new();
+    }
+    // SAFETY: the parser gives a NUL-terminated name.
+    let Some(db) = opt_cstr(dbname).and_then(|n| Database::by_name(&n)) else {
+        return Vec::new();
+    };
+    let kind = if db.listed && db.environment != Environment::Production {
+        "protected"
+    } else {
+        db.protection().name()
+    };
+    let why = if db.listed {
+        format!("Database \"{}\" is listed in prodguard.protected_databases.", db.name)
+    } else {
+        format!(
+            "Database \"{}\" is {} (its prodguard.environment, or the cluster default when it has none), and prodguard.blocked_commands contains \"drop_database\".",
+            db.name,
+            db.environment.name()
+        )
+    };
+    vec![Judged {
+        finding: Finding {
+            guard: Guard::Command,
+            command: command.into(),
+            object: format!("{kind} database \"{}\"", db.name),
+            place: String::new(),
+            database: db.name.clone(),
+            why,
+            relation: None,
+        },
+        env: db.protection(),
+        scope,
+    }]
+}
+
+/// ALTER SYSTEM / ALTER DATABASE / ALTER ROLE ... SET or RESET of a prodguard setting.
+fn settings_change(
+    command: &str,
+    setstmt: *mut pg_sys::VariableSetStmt,
+    target_db: Option<String>,
+    cluster_wide: bool,
+) -> Vec<Judged> {
+    // SAFETY: the parser always fills `setstmt` for these statements.
+    let Some(setting) = (unsafe { guarded_setting(setstmt) }) else {
+        return Vec::new();
+    };
+    if !settings::is_blocked(Token::GuardSettings) {
+        return Vec::new();
+    }
+    let here = environment::current_database();
+    let mut env = settings::environment();
+    let mut decided_by = here.clone();
+    let mut reach = String::new();
+    if let Some(target) = target_db.as_deref().and_then(Database::by_name) {
+        if target.protection() > env {
+            env = target.protection();
+            decided_by = target.name.clone();
+        }
+    }
+    if cluster_wide {
+        let strictest = environment::strictest_in_cluster();
+        if strictest > env {
+            env = strictest;
+            reach = format!(" It reaches every database of the cluster, and some are {}.", strictest.name());
+        }
+    }
+    let place = if cluster_wide && !reach.is_empty() {
+        format!(" in a cluster with {} databases", env.name())
+    } else {
+        format!(" in {} database \"{decided_by}\"", env.name())
+    };
+    vec![Judged {
+        finding: Finding {
+            guard: Guard::Command,
+            command: command.into(),
+            object: setting.clone(),
+            place,
+            database: decided_by.clone(),
+            why: format!(
+                "Changing {setting} would lower or alter the protection of database \"{decided_by}\".{reach}"
+            ),
+            relation: None,
+        },
+        env,
+        scope: Scope::Transaction,
+    }]
+}
+
+/// The prodguard setting a SET/RESET names, if it is one that weakens or alters a guard.
+/// `prodguard.override` is not: it only ever counts in the transaction that sets it.
+///
+/// # Safety
+/// `setstmt` must be NULL or a valid VariableSetStmt.
+unsafe fn guarded_setting(setstmt: *mut pg_sys::VariableSetStmt) -> Option<String> {
+    if setstmt.is_null() {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller.
+    let (kind, name) = unsafe { ((*setstmt).kind, opt_cstr((*setstmt).name)) };
+    if kind == pg_sys::VariableSetKind::VAR_RESET_ALL {
+        return Some("all settings (RESET ALL)".into());
+    }
+    let name = name?.to_ascii_lowercase();
+    (name.starts_with("prodguard.") && name != settings::OVERRIDE_NAME)
+        .then(|| format!("setting \"{name}\""))
+}
+
+/// A finding about an object of this database, judged by this database's environment.
+/// `token` None means always guarded (the extension's own objects).
+fn local(token: Option<Token>, command: &str, object: String, relation: Option<pg_sys::Oid>) -> Option<Judged> {
+    if let Some(t) = token {
+        if !settings::is_blocked(t) {
+            return None;
+        }
+    }
+    let db = environment::current_database();
+    let env = settings::environment();
+    let why = match token {
+        Some(t) => format!(
+            "Database \"{db}\" is {} (prodguard.environment), and prodguard.blocked_commands contains \"{}\".",
+            env.name(),
+            t.name()
+        ),
+        None => format!("The {EXTENSION} extension and its own objects are always guarded in production."),
+    };
+    Some(Judged {
+        finding: Finding {
+            guard: Guard::Command,
+            command: command.into(),
+            object,
+            place: format!(" in {} database \"{db}\"", env.name()),
+            database: db,
+            why,
+            relation,
+        },
+        env,
+        scope: Scope::Transaction,
+    })
+}
+
+fn schema_exists_and_not_temp(name: &str) -> bool {
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: catalog lookups by name inside a transaction.
+    unsafe {
+        let oid = pg_sys::get_namespace_oid(cname.as_ptr(), true);
+        oid != pg_sys::InvalidOid && !pg_sys::isAnyTempNamespace(oid)
+    }
+}
+
+/// Whether we are running pg_prodguard's own CREATE/ALTER EXTENSION script.
+fn in_own_extension_script() -> bool {
+    // SAFETY: reads of backend globals; get_extension_name returns NULL for unknown oids.
+    unsafe {
+        pg_sys::creating_extension
+            && cstr_or(pg_sys::get_extension_name(pg_sys::CurrentExtensionObject), "") == EXTENSION
+    }
+}
+
+/// # Safety
+/// `node` must be a String node.
+unsafe fn string_node(node: *mut pg_sys::Node) -> String {
+    // SAFETY: guaranteed by the caller.
+    unsafe { cstr_or((*(node as *mut pg_sys::String)).sval, "") }
+}
+
+fn opt_cstr(p: *const c_char) -> Option<String> {
+    // SAFETY: parse-tree strings are NULL or NUL-terminated.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+/// The text of this one statement within a possibly multi-statement query string.
+///
+/// # Safety
+/// As for `check`.
+unsafe fn statement_text(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) -> Option<String> {
+    if query.is_null() {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller.
+    let (bytes, loc, len) = unsafe {
+        (CStr::from_ptr(query).to_bytes(), (*pstmt).stmt_location, (*pstmt).stmt_len)
+    };
+    let start = usize::try_from(loc).unwrap_or(0).min(bytes.len());
+    let end = match usize::try_from(len) {
+        Ok(n) if n > 0 => (start + n).min(bytes.len()),
+        _ => bytes.len(),
+    };
+    Some(String::from_utf8_lossy(&bytes[start..end]).trim().to_string())
+}

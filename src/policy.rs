@@ -1,0 +1,141 @@
+//! Policy: what a guard's finding becomes in each environment (SPEC §2).
+//!
+//! A guard only says what it found, as a `Finding`; this module applies the one rule all
+//! guards share. Development is silent. Staging warns with the guard's message and lets
+//! the statement run. Production refuses, unless a valid override is in force, in which
+//! case the statement runs and the caller records the reason. Every refusal, warning and
+//! override also writes one `prodguard:` line to the server log (see `denial_log`).
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+
+use crate::breakglass::{self, Override, Scope};
+use crate::denial_log::{self, Event};
+use crate::settings::Environment;
+
+/// Which guard found something; part of the log line and of later denial records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    Command,
+    Settings,
+}
+
+impl Guard {
+    pub fn name(self) -> &'static str {
+        match self {
+            Guard::Command => "command",
+            Guard::Settings => "settings",
+        }
+    }
+}
+
+/// What a guard found in one statement, in words a DBA reads.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub guard: Guard,
+    /// The command, as PostgreSQL names it: `TRUNCATE`, `DROP TABLE`, `ALTER SYSTEM`.
+    pub command: String,
+    /// What it acts on: `table "public.profiles"`, `setting "prodguard.environment"`.
+    pub object: String,
+    /// Where the protection comes from, appended to the message:
+    /// ` in production database "app"`; empty when `object` already says it.
+    pub place: String,
+    /// The database whose tag decided, for the staging warning.
+    pub database: String,
+    /// First sentence of the DETAIL: why this is guarded.
+    pub why: String,
+    /// The table acted on, for the audit row.
+    pub relation: Option<pg_sys::Oid>,
+}
+
+/// The text of a refusal.
+#[derive(Debug)]
+pub struct Report {
+    pub message: String,
+    pub detail: String,
+    pub hint: String,
+}
+
+pub enum Decision {
+    /// Development: nothing to say.
+    Silent,
+    /// Staging: warned; the statement runs.
+    Warned,
+    /// Production with a valid override: the statement runs; the reason must be recorded.
+    Overridden(String),
+    /// Production without a valid override.
+    Refuse(Report),
+}
+
+/// Applies the environment rule to a finding. Logs, and warns in staging, but never raises:
+/// check hooks must hand their errors back to PostgreSQL instead.
+pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
+    match env {
+        Environment::Development => Decision::Silent,
+        Environment::Staging => {
+            denial_log::log(Event::Warned, finding, None);
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("{} of {} would be blocked in production", finding.command, finding.object),
+                function_name!(),
+            )
+            .set_detail(format!(
+                "Database \"{}\" is tagged staging, where prodguard warns and lets the statement run. {}",
+                finding.database, finding.why
+            ))
+            .report(PgLogLevel::WARNING);
+            Decision::Warned
+        }
+        Environment::Production => match breakglass::current(scope) {
+            Override::Valid { reason } => {
+                denial_log::log(Event::Overridden, finding, Some(&reason));
+                Decision::Overridden(reason)
+            }
+            other => {
+                denial_log::log(Event::Refused, finding, None);
+                Decision::Refuse(refusal(finding, &other, scope))
+            }
+        },
+    }
+}
+
+/// Like `decide`, but raises the refusal as an ERROR with SQLSTATE 42501.
+pub fn enforce(env: Environment, finding: &Finding, scope: Scope) -> Decision {
+    let decision = decide(env, finding, scope);
+    if let Decision::Refuse(report) = &decision {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            report.message.clone(),
+            function_name!(),
+        )
+        .set_detail(report.detail.clone())
+        .set_hint(report.hint.clone())
+        .report(PgLogLevel::ERROR);
+    }
+    decision
+}
+
+fn refusal(finding: &Finding, ovr: &Override, scope: Scope) -> Report {
+    let mut detail = finding.why.clone();
+    if let Override::Ignored { why, .. } = ovr {
+        detail.push_str(" The override was ignored: ");
+        detail.push_str(why);
+    }
+    let how = match scope {
+        Scope::Transaction => {
+            "a member of prodguard_operator can run SET LOCAL prodguard.override = '<reason>' in the same transaction"
+        }
+        Scope::NextStatement => {
+            "a member of prodguard_operator can run SET prodguard.override = '<reason>' and then this statement as the very next one"
+        }
+    };
+    Report {
+        message: format!("{} of {} is blocked{}", finding.command, finding.object, finding.place),
+        detail,
+        hint: format!(
+            "If this is intended, {how}; the reason is recorded. If the database is not production, tag it: ALTER DATABASE {} SET prodguard.environment = 'development'.",
+            pgrx::spi::quote_identifier(&finding.database)
+        ),
+    }
+}

@@ -1,0 +1,426 @@
+//! Settings: every `prodguard.*` GUC, how its value is validated, and the rule that a
+//! production database cannot have its protection lowered from inside a session.
+//!
+//! `init()` registers the GUCs once, from `_PG_init`. List values are validated in their
+//! check hooks, so a bad value is refused when it is set (SQLSTATE 22023), never later
+//! by a guard. Every check hook then asks `guard_change`: a change that comes from a
+//! session (SET, SET LOCAL, set_config(), a function's SET clause, PGOPTIONS) needs an
+//! override in production. Values that come from postgresql.conf, ALTER SYSTEM and
+//! ALTER DATABASE/ROLE ... SET are not re-checked here: the statements that write them
+//! are guarded by the command guard (token `guard_settings`), and postgresql.conf
+//! belongs to whoever owns the server's files.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
+
+use crate::breakglass;
+use crate::policy::{self, Finding, Guard};
+
+/// The environment a database is tagged with. Ordered from most lenient to strictest.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Environment {
+    #[name = c"development"]
+    Development,
+    #[name = c"staging"]
+    Staging,
+    #[name = c"production"]
+    Production,
+}
+
+impl Environment {
+    pub fn name(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+
+    /// Reads a value the way the enum GUC does (case-insensitive). Anything unknown is
+    /// production: a tag that cannot be read must not weaken the guard.
+    pub fn parse_or_production(value: &str) -> Environment {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "development" => Environment::Development,
+            "staging" => Environment::Staging,
+            _ => Environment::Production,
+        }
+    }
+}
+
+/// One token of `prodguard.blocked_commands`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Token {
+    Truncate,
+    DropTable,
+    DropSchema,
+    DropDatabase,
+    DropColumn,
+    DropOwned,
+    GuardSettings,
+}
+
+impl Token {
+    pub const ALL: [Token; 7] = [
+        Token::Truncate,
+        Token::DropTable,
+        Token::DropSchema,
+        Token::DropDatabase,
+        Token::DropColumn,
+        Token::DropOwned,
+        Token::GuardSettings,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Token::Truncate => "truncate",
+            Token::DropTable => "drop_table",
+            Token::DropSchema => "drop_schema",
+            Token::DropDatabase => "drop_database",
+            Token::DropColumn => "drop_column",
+            Token::DropOwned => "drop_owned",
+            Token::GuardSettings => "guard_settings",
+        }
+    }
+
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+pub const ENVIRONMENT_NAME: &str = "prodguard.environment";
+pub const OVERRIDE_NAME: &str = "prodguard.override";
+const DEFAULT_BLOCKED: &CStr =
+    c"truncate,drop_table,drop_schema,drop_database,drop_column,drop_owned,guard_settings";
+
+pub static ENVIRONMENT: GucSetting<Environment> =
+    GucSetting::<Environment>::new(Environment::Production);
+pub static OVERRIDE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+pub static BLOCKED_COMMANDS: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(DEFAULT_BLOCKED));
+pub static PROTECTED_DATABASES: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c""));
+
+/// Registers the GUCs and reserves the `prodguard.` prefix, so a misspelt setting is an
+/// error rather than a silently ignored placeholder.
+pub fn init() {
+    // SAFETY: the hooks are `#[pg_guard]` functions with the exact signatures PostgreSQL
+    // expects, and the settings are statics that live as long as the library.
+    unsafe {
+        GucRegistry::define_enum_guc_with_hooks(
+            c"prodguard.environment",
+            c"What this database is: development, staging or production.",
+            c"Untagged databases are production. Tag a database with ALTER DATABASE ... SET prodguard.environment; a development cluster sets it in postgresql.conf.",
+            &ENVIRONMENT,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_environment),
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"prodguard.override",
+            c"Break-glass reason that lets a guarded statement run in this transaction.",
+            c"Use SET LOCAL. Honoured only for members of prodguard_operator, only when not blank, only in the transaction in which it was set; the reason is recorded.",
+            &OVERRIDE,
+            GucContext::Userset,
+            GucFlags::default(),
+            None,
+            Some(breakglass::assign_override),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"prodguard.blocked_commands",
+            c"Destructive commands the command guard refuses in production.",
+            c"Comma-separated tokens: truncate, drop_table, drop_schema, drop_database, drop_column, drop_owned, guard_settings.",
+            &BLOCKED_COMMANDS,
+            GucContext::Suset,
+            GucFlags::from_bits_retain(pg_sys::GUC_LIST_INPUT as i32),
+            Some(check_blocked_commands),
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"prodguard.protected_databases",
+            c"Databases that may not be dropped or renamed, whatever their own tag says.",
+            c"Comma-separated database names; double-quote names with capitals, commas or spaces.",
+            &PROTECTED_DATABASES,
+            GucContext::Sighup,
+            GucFlags::default(),
+            Some(check_protected_databases),
+            None,
+            None,
+        );
+        pg_sys::MarkGUCPrefixReserved(c"prodguard".as_ptr());
+    }
+}
+
+/// The environment of the current database, as this session sees it.
+pub fn environment() -> Environment {
+    ENVIRONMENT.get()
+}
+
+/// Whether the command guard refuses statements of this token.
+pub fn is_blocked(token: Token) -> bool {
+    let value = string_setting(&BLOCKED_COMMANDS);
+    // The check hook only lets valid lists in; should that ever fail, block everything.
+    parse_blocked_commands(&value).map_or(true, |mask| mask & token.bit() != 0)
+}
+
+/// The names listed in `prodguard.protected_databases`.
+pub fn protected_databases() -> Vec<String> {
+    parse_name_list(&string_setting(&PROTECTED_DATABASES)).unwrap_or_default()
+}
+
+pub fn string_setting(setting: &GucSetting<Option<CString>>) -> String {
+    setting.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Parses `prodguard.blocked_commands` into a bit mask. Tokens are case-insensitive and
+/// may be surrounded by spaces; empty items are ignored, so `''` blocks nothing.
+pub fn parse_blocked_commands(value: &str) -> Result<u32, String> {
+    let mut mask = 0;
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let item = item.to_ascii_lowercase();
+        match Token::ALL.iter().find(|t| t.name() == item) {
+            Some(token) => mask |= token.bit(),
+            None => return Err(item),
+        }
+    }
+    Ok(mask)
+}
+
+/// Parses a list of names with SQL identifier rules: comma-separated, unquoted names are
+/// folded to lower case, double-quoted names are kept as written (`""` is a quote).
+pub fn parse_name_list(value: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut chars = value.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            if names.is_empty() {
+                return Ok(names);
+            }
+            return Err("the list ends with a comma".into());
+        }
+        let mut name = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => return Err("a double-quoted name is not closed".into()),
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        name.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => name.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' || c == '"' {
+                    break;
+                }
+                name.push(c);
+                chars.next();
+            }
+            name = name.trim_end().to_lowercase();
+        }
+        if name.is_empty() {
+            return Err("the list has an empty name".into());
+        }
+        names.push(name);
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.next() {
+            None => return Ok(names),
+            Some(',') => continue,
+            Some(c) => return Err(format!("unexpected character \"{c}\" after name \"{}\"", names.last().unwrap())),
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_environment(
+    newval: *mut c_int,
+    _extra: *mut *mut c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the proposed value.
+    let proposed = unsafe { *newval };
+    let changed = proposed != ENVIRONMENT.get() as c_int;
+    guard_change(ENVIRONMENT_NAME, changed, source)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_blocked_commands(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to a NUL-terminated proposed value.
+    let proposed = unsafe { cstr_arg(newval) };
+    let new_mask = match parse_blocked_commands(&proposed) {
+        Ok(mask) => mask,
+        Err(bad) => {
+            let valid: Vec<_> = Token::ALL.iter().map(|t| t.name()).collect();
+            set_check_error(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as c_int,
+                &format!("unknown command token \"{bad}\" in prodguard.blocked_commands"),
+                &format!("Valid tokens are: {}.", valid.join(", ")),
+                "Give a comma-separated list of those tokens, or '' to block none.",
+            );
+            return false;
+        }
+    };
+    let old_mask = parse_blocked_commands(&string_setting(&BLOCKED_COMMANDS)).ok();
+    guard_change("prodguard.blocked_commands", old_mask != Some(new_mask), source)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_protected_databases(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to a NUL-terminated proposed value.
+    let proposed = unsafe { cstr_arg(newval) };
+    match parse_name_list(&proposed) {
+        Ok(_) => true,
+        Err(why) => {
+            set_check_error(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as c_int,
+                &format!("invalid list in prodguard.protected_databases: {why}"),
+                "The value is a comma-separated list of database names.",
+                "Double-quote names that contain capitals, commas or spaces.",
+            );
+            false
+        }
+    }
+}
+
+/// Decides whether a session may change a `prodguard.*` setting. Returns false (with the
+/// error prepared for PostgreSQL to raise) when production refuses the change.
+fn guard_change(name: &str, changed: bool, source: pg_sys::GucSource::Type) -> bool {
+    use pg_sys::GucSource::*;
+    // Only changes made by a session are guarded here; see the module comment.
+    if !matches!(source, PGC_S_CLIENT | PGC_S_SESSION | PGC_S_INTERACTIVE) || !changed {
+        return true;
+    }
+    // SAFETY: plain reads of backend-global flags.
+    if unsafe { pg_sys::InitializingParallelWorker } {
+        return true; // a parallel worker copies its leader's already-checked settings
+    }
+    let database = crate::environment::current_database();
+    let finding = Finding {
+        guard: Guard::Settings,
+        command: "SET".into(),
+        object: format!("setting \"{name}\""),
+        place: format!(" in {} database \"{database}\"", environment().name()),
+        database,
+        relation: None,
+        why: format!(
+            "Changing {name} from a session would lower or alter this database's protection."
+        ),
+    };
+    match policy::decide(environment(), &finding, breakglass::Scope::Transaction) {
+        policy::Decision::Silent | policy::Decision::Warned => true,
+        policy::Decision::Overridden(reason) => {
+            // SAFETY: plain read of a backend-global flag.
+            if unsafe { pg_sys::IsTransactionState() } {
+                crate::audit::record_command(&finding, environment(), Some(&reason), None);
+            }
+            true
+        }
+        policy::Decision::Refuse(report) => {
+            set_check_error(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as c_int,
+                &report.message,
+                &report.detail,
+                &report.hint,
+            );
+            false
+        }
+    }
+}
+
+/// Hands PostgreSQL the error a check hook wants raised. PostgreSQL reads these strings
+/// right after the hook returns false.
+fn set_check_error(sqlstate: c_int, message: &str, detail: &str, hint: &str) {
+    // SAFETY: the strings are copied into ErrorContext, which outlives the report, exactly
+    // as the GUC_check_errmsg() family of macros does in C.
+    unsafe {
+        let old = pg_sys::MemoryContextSwitchTo(pg_sys::ErrorContext);
+        pg_sys::GUC_check_errcode(sqlstate);
+        pg_sys::GUC_check_errmsg_string = pstrdup(message);
+        pg_sys::GUC_check_errdetail_string = pstrdup(detail);
+        pg_sys::GUC_check_errhint_string = pstrdup(hint);
+        pg_sys::MemoryContextSwitchTo(old);
+    }
+}
+
+fn pstrdup(s: &str) -> *mut c_char {
+    let c = CString::new(s.replace('\0', "")).unwrap_or_default();
+    // SAFETY: `c` is a valid NUL-terminated string; pstrdup copies it into palloc'd memory.
+    unsafe { pg_sys::pstrdup(c.as_ptr()) }
+}
+
+/// Reads the proposed value of a string GUC in a check hook.
+///
+/// # Safety
+/// `newval` must be the pointer PostgreSQL passed to the check hook.
+unsafe fn cstr_arg(newval: *mut *mut c_char) -> String {
+    // SAFETY: guaranteed by the caller; a NULL value reads as empty.
+    unsafe {
+        if newval.is_null() || (*newval).is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(*newval).to_string_lossy().into_owned()
+        }
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::*;
+
+    #[pg_test]
+    fn blocked_commands_parse() {
+        assert_eq!(parse_blocked_commands(""), Ok(0));
+        assert_eq!(
+            parse_blocked_commands(" TRUNCATE , drop_table,"),
+            Ok(Token::Truncate.bit() | Token::DropTable.bit())
+        );
+        assert_eq!(parse_blocked_commands("truncate,drop_tables"), Err("drop_tables".into()));
+        assert_eq!(parse_blocked_commands(DEFAULT_BLOCKED.to_str().unwrap()).unwrap().count_ones(), 7);
+    }
+
+    #[pg_test]
+    fn name_lists_follow_identifier_rules() {
+        assert_eq!(parse_name_list(""), Ok(vec![]));
+        assert_eq!(parse_name_list("  "), Ok(vec![]));
+        assert_eq!(
+            parse_name_list(r#"App, "My DB", "a""b",  ünïcode "#),
+            Ok(vec!["app".into(), "My DB".into(), "a\"b".into(), "ünïcode".into()])
+        );
+        assert!(parse_name_list(r#""open"#).is_err());
+        assert!(parse_name_list("a,,b").is_err());
+        assert!(parse_name_list("a,").is_err());
+        assert!(parse_name_list(r#""a" b"#).is_err());
+    }
+
+    #[pg_test]
+    fn unreadable_tags_are_production() {
+        assert_eq!(Environment::parse_or_production("Development"), Environment::Development);
+        assert_eq!(Environment::parse_or_production(" staging "), Environment::Staging);
+        assert_eq!(Environment::parse_or_production("prod"), Environment::Production);
+        assert_eq!(Environment::parse_or_production(""), Environment::Production);
+    }
+}

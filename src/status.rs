@@ -1,0 +1,36 @@
+//! Status: `prodguard.status()`, what this session's guards would do, one setting a row.
+
+use pgrx::prelude::*;
+
+use crate::breakglass::{self, Override, Scope};
+use crate::settings::{self, Token};
+
+fn on_off(on: bool) -> String {
+    if on { "on" } else { "off" }.to_string()
+}
+
+/// One row per fact a DBA checks first: the environment, whether the library was
+/// preloaded, each command-guard token, the protected databases, the override in force.
+#[pg_extern(stable, parallel_safe)]
+fn status() -> TableIterator<'static, (name!(setting, String), name!(value, String))> {
+    let mut rows = vec![
+        ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        ("environment".to_string(), settings::environment().name().to_string()),
+        ("preloaded".to_string(), on_off(crate::preloaded())),
+    ];
+    for token in Token::ALL {
+        rows.push((format!("command_guard.{}", token.name()), on_off(settings::is_blocked(token))));
+    }
+    rows.push(("command_guard.drop_extension".into(), "always".into()));
+    rows.push((
+        "protected_databases".into(),
+        settings::string_setting(&settings::PROTECTED_DATABASES),
+    ));
+    let ovr = match breakglass::current(Scope::Transaction) {
+        Override::None => "none".to_string(),
+        Override::Valid { reason } => format!("in force: {reason}"),
+        Override::Ignored { why, .. } => format!("ignored: {why}"),
+    };
+    rows.push(("override".into(), ovr));
+    TableIterator::new(rows)
+}
