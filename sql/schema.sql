@@ -76,3 +76,4 @@ COMMENT ON COLUMN prodguard.audit_log.override_reason IS 'The prodguard.override
 COMMENT ON COLUMN prodguard.audit_log.test_data IS 'Test-data matches found in the row (prodguard.test_data_action = log).';
 COMMENT ON COLUMN prodguard.audit_log.object IS 'The object of a guarded command, as its message names it.';
 COMMENT ON COLUMN prodguard.audit_log.statement IS 'Text of the guarded statement.';
+COMMENT ON SEQUENCE prodguard.audit_log_id_seq IS 'Numbers audit_log rows in the order they are written.';

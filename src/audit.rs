@@ -56,7 +56,10 @@ pub fn record_command(
     .unwrap_or_else(|e| {
         ErrorReport::new(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("could not write the audit row for {} of {}", finding.command, finding.object),
+            format!(
+                "could not write the audit row for {} of {}",
+                finding.command, finding.object
+            ),
             function_name!(),
         )
         .set_detail(e.to_string())
@@ -121,5 +124,9 @@ fn relation_names(rel: pg_sys::Oid) -> (Option<String>, Option<String>) {
 fn current_statement() -> Option<String> {
     // SAFETY: debug_query_string is NULL or the NUL-terminated text of the current query.
     let p = unsafe { pg_sys::debug_query_string };
-    (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    (!p.is_null()).then(|| {
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned()
+    })
 }

@@ -26,10 +26,13 @@ use crate::settings;
 pub enum Scope {
     /// The one in which it was set (SET LOCAL, or SET inside a transaction block).
     Transaction,
-    /// That one, or the transaction right after it. Only for DROP DATABASE, which cannot
-    /// run inside a transaction block, so an override can only come from the statement
-    /// before it.
+    /// That one, or the transaction right after it. Only for statements that cannot run
+    /// inside a transaction block (DROP DATABASE, ALTER SYSTEM), so an override can only
+    /// come from the statement before them.
     NextStatement,
+    /// No override can act: connection startup options, which no transaction of the
+    /// session's own has set and nothing could record.
+    Never,
 }
 
 /// The override as a guard sees it.
@@ -67,31 +70,50 @@ fn current_stamp() -> Stamp {
     // called only once a transaction (and so a user) exists.
     unsafe {
         if pg_sys::MyProc.is_null() || !pg_sys::IsTransactionState() {
-            return Stamp { lxid: 0, role: pg_sys::InvalidOid };
+            return Stamp {
+                lxid: 0,
+                role: pg_sys::InvalidOid,
+            };
         }
-        Stamp { lxid: (*pg_sys::MyProc).lxid, role: pg_sys::GetUserId() }
+        Stamp {
+            lxid: (*pg_sys::MyProc).lxid,
+            role: pg_sys::GetUserId(),
+        }
     }
 }
 
 /// The override in force for a statement running now.
 pub fn current(scope: Scope) -> Override {
     let raw = settings::string_setting(&settings::OVERRIDE);
-    let reason = raw.trim();
-    if reason.is_empty() {
+    if raw.is_empty() {
         return Override::None;
     }
-    let reason = reason.to_string();
+    let reason = raw.trim().to_string();
+    if reason.is_empty() {
+        return Override::Ignored {
+            reason,
+            why: "its reason is blank.".into(),
+        };
+    }
     let set = STAMP.with(|s| s.get());
     let now = current_stamp();
     let same_txn = now.lxid != 0 && set.lxid == now.lxid;
     let previous_txn = now.lxid != 0 && set.lxid != 0 && set.lxid.wrapping_add(1) == now.lxid;
-    let in_scope = same_txn || (scope == Scope::NextStatement && previous_txn);
+    let in_scope = match scope {
+        Scope::Transaction => same_txn,
+        Scope::NextStatement => same_txn || previous_txn,
+        Scope::Never => false,
+    };
     if !in_scope {
         let why = match scope {
+            Scope::Never => "overrides are not honoured in connection startup options.",
             Scope::Transaction => "it was not set in this transaction. An override counts only in the transaction in which it was set: use SET LOCAL inside the transaction that runs the statement.",
-            Scope::NextStatement => "it was not set by the statement just before this one. DROP DATABASE cannot run in a transaction block, so run SET prodguard.override = '<reason>' and then DROP DATABASE as the very next statement.",
+            Scope::NextStatement => "it was not set by the statement just before this one. This statement cannot run in a transaction block, so run SET prodguard.override = '<reason>' and then this statement as the very next one.",
         };
-        return Override::Ignored { reason, why: why.into() };
+        return Override::Ignored {
+            reason,
+            why: why.into(),
+        };
     }
     if !is_operator(set.role) {
         let who = role_name(set.role);
@@ -125,7 +147,9 @@ pub fn role_name(role: pg_sys::Oid) -> String {
         if name.is_null() {
             format!("{}", role.to_u32())
         } else {
-            std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+            std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned()
         }
     }
 }

@@ -56,7 +56,12 @@ pub unsafe fn check(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) {
             Decision::Warned => None,
             Decision::Overridden(reason) => Some(reason),
         };
-        audit::record_command(&judged.finding, judged.env, reason.as_deref(), statement.as_deref());
+        audit::record_command(
+            &judged.finding,
+            judged.env,
+            reason.as_deref(),
+            statement.as_deref(),
+        );
     }
 }
 
@@ -87,17 +92,29 @@ unsafe fn classify(stmt: *mut pg_sys::Node) -> Vec<Judged> {
             }
             T_AlterSystemStmt => {
                 let s = &*(stmt as *mut pg_sys::AlterSystemStmt);
-                settings_change("ALTER SYSTEM", s.setstmt, None, true)
+                settings_change("ALTER SYSTEM", s.setstmt, None, true, Scope::NextStatement)
             }
             T_AlterDatabaseSetStmt => {
                 let s = &*(stmt as *mut pg_sys::AlterDatabaseSetStmt);
-                settings_change("ALTER DATABASE", s.setstmt, opt_cstr(s.dbname), false)
+                settings_change(
+                    "ALTER DATABASE",
+                    s.setstmt,
+                    opt_cstr(s.dbname),
+                    false,
+                    Scope::Transaction,
+                )
             }
             T_AlterRoleSetStmt => {
                 let s = &*(stmt as *mut pg_sys::AlterRoleSetStmt);
                 let db = opt_cstr(s.database);
                 let cluster_wide = db.is_none();
-                settings_change("ALTER ROLE", s.setstmt, db, cluster_wide)
+                settings_change(
+                    "ALTER ROLE",
+                    s.setstmt,
+                    db,
+                    cluster_wide,
+                    Scope::Transaction,
+                )
             }
             _ => Vec::new(),
         }
@@ -131,7 +148,10 @@ impl Table {
             }
             Some(Table {
                 oid,
-                schema: cstr_or(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid)), ""),
+                schema: cstr_or(
+                    pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid)),
+                    "",
+                ),
                 name: cstr_or(pg_sys::get_rel_name(oid), ""),
                 temp: pg_sys::get_rel_persistence(oid) as u8 == pg_sys::RELPERSISTENCE_TEMP,
                 kind: pg_sys::get_rel_relkind(oid) as u8,
@@ -158,7 +178,12 @@ fn truncate(s: &pg_sys::TruncateStmt) -> Vec<Judged> {
         .filter_map(|rv| unsafe { Table::resolve(rv) })
         .filter(|t| !t.temp)
         .filter_map(|t| {
-            local(t.token_for(Token::Truncate), "TRUNCATE", format!("table {}", t.display()), Some(t.oid))
+            local(
+                t.token_for(Token::Truncate),
+                "TRUNCATE",
+                format!("table {}", t.display()),
+                Some(t.oid),
+            )
         })
         .collect()
 }
@@ -191,7 +216,12 @@ fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
                         )
                 })
                 .filter_map(|t| {
-                    local(t.token_for(Token::DropTable), command, format!("{noun} {}", t.display()), Some(t.oid))
+                    local(
+                        t.token_for(Token::DropTable),
+                        command,
+                        format!("{noun} {}", t.display()),
+                        Some(t.oid),
+                    )
                 })
                 .collect()
         }
@@ -210,7 +240,14 @@ fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
             // SAFETY: each element is a String node.
             .map(|n| unsafe { string_node(n) })
             .filter(|name| name == EXTENSION)
-            .filter_map(|name| local(None, "DROP EXTENSION", format!("extension \"{name}\""), None))
+            .filter_map(|name| {
+                local(
+                    None,
+                    "DROP EXTENSION",
+                    format!("extension \"{name}\""),
+                    None,
+                )
+            })
             .collect(),
         _ => Vec::new(),
     }
@@ -255,12 +292,21 @@ fn drop_owned(s: &pg_sys::DropOwnedStmt) -> Vec<Judged> {
         .iter_ptr()
         // SAFETY: get_rolespec_name resolves a valid RoleSpec (or raises for unknown roles,
         // which the statement itself would raise too).
-        .map(|r| format!("\"{}\"", unsafe { cstr_or(pg_sys::get_rolespec_name(r), "") }))
+        .map(|r| {
+            format!("\"{}\"", unsafe {
+                cstr_or(pg_sys::get_rolespec_name(r), "")
+            })
+        })
         .collect();
     let noun = if names.len() == 1 { "role" } else { "roles" };
-    local(Some(Token::DropOwned), "DROP OWNED", format!("objects owned by {noun} {}", names.join(", ")), None)
-        .into_iter()
-        .collect()
+    local(
+        Some(Token::DropOwned),
+        "DROP OWNED",
+        format!("objects owned by {noun} {}", names.join(", ")),
+        None,
+    )
+    .into_iter()
+    .collect()
 }
 
 /// DROP DATABASE and ALTER DATABASE RENAME: judged by the target database.
@@ -278,13 +324,17 @@ fn database_removal(command: &str, dbname: *const c_char, scope: Scope) -> Vec<J
         db.protection().name()
     };
     let why = if db.listed {
-        format!("Database \"{}\" is listed in prodguard.protected_databases.", db.name)
+        db.describe()
     } else {
         format!(
-            "Database \"{}\" is {} (its prodguard.environment, or the cluster default when it has none), and prodguard.blocked_commands contains \"drop_database\".",
-            db.name,
-            db.environment.name()
+            "{} The token \"drop_database\" is in prodguard.blocked_commands.",
+            db.describe()
         )
+    };
+    let alternative = if db.listed {
+        "To drop or rename it anyway, first remove it from prodguard.protected_databases in postgresql.conf.".to_string()
+    } else {
+        policy::tag_hint(&db.name)
     };
     vec![Judged {
         finding: Finding {
@@ -292,8 +342,8 @@ fn database_removal(command: &str, dbname: *const c_char, scope: Scope) -> Vec<J
             command: command.into(),
             object: format!("{kind} database \"{}\"", db.name),
             place: String::new(),
-            database: db.name.clone(),
             why,
+            alternative,
             relation: None,
         },
         env: db.protection(),
@@ -307,6 +357,7 @@ fn settings_change(
     setstmt: *mut pg_sys::VariableSetStmt,
     target_db: Option<String>,
     cluster_wide: bool,
+    scope: Scope,
 ) -> Vec<Judged> {
     // SAFETY: the parser always fills `setstmt` for these statements.
     let Some(setting) = (unsafe { guarded_setting(setstmt) }) else {
@@ -329,7 +380,10 @@ fn settings_change(
         let strictest = environment::strictest_in_cluster();
         if strictest > env {
             env = strictest;
-            reach = format!(" It reaches every database of the cluster, and some are {}.", strictest.name());
+            reach = format!(
+                " It reaches every database of the cluster, and some are {}.",
+                strictest.name()
+            );
         }
     }
     let place = if cluster_wide && !reach.is_empty() {
@@ -343,14 +397,14 @@ fn settings_change(
             command: command.into(),
             object: setting.clone(),
             place,
-            database: decided_by.clone(),
             why: format!(
                 "Changing {setting} would lower or alter the protection of database \"{decided_by}\".{reach}"
             ),
+            alternative: policy::tag_hint(&decided_by),
             relation: None,
         },
         env,
-        scope: Scope::Transaction,
+        scope,
     }]
 }
 
@@ -375,7 +429,12 @@ unsafe fn guarded_setting(setstmt: *mut pg_sys::VariableSetStmt) -> Option<Strin
 
 /// A finding about an object of this database, judged by this database's environment.
 /// `token` None means always guarded (the extension's own objects).
-fn local(token: Option<Token>, command: &str, object: String, relation: Option<pg_sys::Oid>) -> Option<Judged> {
+fn local(
+    token: Option<Token>,
+    command: &str,
+    object: String,
+    relation: Option<pg_sys::Oid>,
+) -> Option<Judged> {
     if let Some(t) = token {
         if !settings::is_blocked(t) {
             return None;
@@ -397,7 +456,7 @@ fn local(token: Option<Token>, command: &str, object: String, relation: Option<p
             command: command.into(),
             object,
             place: format!(" in {} database \"{db}\"", env.name()),
-            database: db,
+            alternative: policy::tag_hint(&db),
             why,
             relation,
         },
@@ -422,7 +481,10 @@ fn in_own_extension_script() -> bool {
     // SAFETY: reads of backend globals; get_extension_name returns NULL for unknown oids.
     unsafe {
         pg_sys::creating_extension
-            && cstr_or(pg_sys::get_extension_name(pg_sys::CurrentExtensionObject), "") == EXTENSION
+            && cstr_or(
+                pg_sys::get_extension_name(pg_sys::CurrentExtensionObject),
+                "",
+            ) == EXTENSION
     }
 }
 
@@ -448,12 +510,20 @@ unsafe fn statement_text(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) 
     }
     // SAFETY: guaranteed by the caller.
     let (bytes, loc, len) = unsafe {
-        (CStr::from_ptr(query).to_bytes(), (*pstmt).stmt_location, (*pstmt).stmt_len)
+        (
+            CStr::from_ptr(query).to_bytes(),
+            (*pstmt).stmt_location,
+            (*pstmt).stmt_len,
+        )
     };
     let start = usize::try_from(loc).unwrap_or(0).min(bytes.len());
     let end = match usize::try_from(len) {
         Ok(n) if n > 0 => (start + n).min(bytes.len()),
         _ => bytes.len(),
     };
-    Some(String::from_utf8_lossy(&bytes[start..end]).trim().to_string())
+    Some(
+        String::from_utf8_lossy(&bytes[start..end])
+            .trim()
+            .to_string(),
+    )
 }

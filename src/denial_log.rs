@@ -40,7 +40,8 @@ impl Event {
     }
 }
 
-/// Writes the `prodguard:` line for one event.
+/// Writes the `prodguard:` line for one event. `reason` is the override's reason: the one
+/// that let the statement run, or, for a refusal, the one that was ignored.
 pub fn log(event: Event, finding: &Finding, reason: Option<&str>) {
     let who = Session::current();
     let fields = [
@@ -63,12 +64,19 @@ pub fn log(event: Event, finding: &Finding, reason: Option<&str>) {
         line.push_str(&escape(&value));
         line.push('"');
     }
-    ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, line, function_name!())
-        .report(PgLogLevel::LOG);
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        line,
+        function_name!(),
+    )
+    .report(PgLogLevel::LOG);
 }
 
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Who is running the statement, as far as the backend knows without catalog writes.
@@ -116,6 +124,8 @@ pub unsafe fn cstr_or(ptr: *const std::ffi::c_char, default: &str) -> String {
         default.to_string()
     } else {
         // SAFETY: guaranteed by the caller.
-        unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned()
     }
 }

@@ -21,6 +21,8 @@ use crate::settings::{self, Environment, ENVIRONMENT_NAME};
 pub struct Database {
     pub name: String,
     pub environment: Environment,
+    /// Whether the environment is the database's own tag (else the cluster default).
+    pub tagged: bool,
     /// Listed in prodguard.protected_databases.
     pub listed: bool,
 }
@@ -34,9 +36,11 @@ impl Database {
         )
         .ok()
         .flatten()?;
+        let (environment, tagged) = database_environment(oid);
         Some(Database {
             name: name.to_string(),
-            environment: database_environment(oid),
+            environment,
+            tagged,
             listed: settings::protected_databases().iter().any(|n| n == name),
         })
     }
@@ -49,10 +53,32 @@ impl Database {
             self.environment
         }
     }
+
+    /// Why the database has the environment it has, as a DETAIL sentence.
+    pub fn describe(&self) -> String {
+        if self.listed {
+            format!(
+                "Database \"{}\" is listed in prodguard.protected_databases.",
+                self.name
+            )
+        } else if self.tagged {
+            format!(
+                "Database \"{}\" is tagged {}.",
+                self.name,
+                self.environment.name()
+            )
+        } else {
+            format!(
+                "Database \"{}\" has no prodguard.environment of its own, and the cluster default is {}.",
+                self.name,
+                self.environment.name()
+            )
+        }
+    }
 }
 
-/// The effective environment of one database.
-pub fn database_environment(db: pg_sys::Oid) -> Environment {
+/// The effective environment of one database, and whether it is the database's own tag.
+pub fn database_environment(db: pg_sys::Oid) -> (Environment, bool) {
     let own = Spi::get_one_with_args::<String>(
         "SELECT s FROM pg_catalog.pg_db_role_setting r, unnest(r.setconfig) s
           WHERE r.setdatabase = $1 AND r.setrole = 0
@@ -63,8 +89,11 @@ pub fn database_environment(db: pg_sys::Oid) -> Environment {
     .ok()
     .flatten();
     match own {
-        Some(entry) => Environment::parse_or_production(entry.split_once('=').map_or("", |x| x.1)),
-        None => cluster_default(),
+        Some(entry) => (
+            Environment::parse_or_production(entry.split_once('=').map_or("", |x| x.1)),
+            true,
+        ),
+        None => (cluster_default(), false),
     }
 }
 
@@ -140,7 +169,9 @@ pub fn cluster_default() -> Environment {
         }
         pg_sys::FreeConfigVariables(head);
     }
-    value.map_or(Environment::Production, |v| Environment::parse_or_production(&v))
+    value.map_or(Environment::Production, |v| {
+        Environment::parse_or_production(&v)
+    })
 }
 
 /// The name of the current database.

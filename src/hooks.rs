@@ -40,7 +40,16 @@ unsafe extern "C-unwind" fn process_utility(
     // SAFETY: the saved hook (or the standard function) receives our arguments unchanged.
     unsafe {
         match PREV_PROCESS_UTILITY {
-            Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+            Some(prev) => prev(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
             None => pg_sys::standard_ProcessUtility(
                 pstmt,
                 query_string,

@@ -50,17 +50,17 @@ fn loaded_at_start() -> bool {
         if pg_sys::process_shared_preload_libraries_in_progress {
             return true;
         }
-        // session_preload_libraries is loaded before the first transaction; a load on
-        // demand always happens inside one.
-        !pg_sys::IsTransactionState() && listed_in(c"session_preload_libraries")
+        // session_preload_libraries is loaded while the backend is still initialising; a
+        // load on demand (a function call, LOAD) happens once it processes statements.
+        pg_sys::Mode == pg_sys::ProcessingMode::InitProcessing
+            && listed_in(c"session_preload_libraries")
     }
 }
 
 fn listed_in(guc: &std::ffi::CStr) -> bool {
     // SAFETY: GetConfigOption returns NULL or the current value of a known setting.
-    let value = unsafe {
-        denial_log::cstr_or(pg_sys::GetConfigOption(guc.as_ptr(), true, false), "")
-    };
+    let value =
+        unsafe { denial_log::cstr_or(pg_sys::GetConfigOption(guc.as_ptr(), true, false), "") };
     value.split(',').any(|item| {
         let item = item.trim().trim_matches('"');
         let base = item.rsplit('/').next().unwrap_or(item);
@@ -104,6 +104,9 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec!["shared_preload_libraries = 'pg_prodguard'", "prodguard.environment = 'development'"]
+        vec![
+            "shared_preload_libraries = 'pg_prodguard'",
+            "prodguard.environment = 'development'",
+        ]
     }
 }

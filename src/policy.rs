@@ -41,10 +41,10 @@ pub struct Finding {
     /// Where the protection comes from, appended to the message:
     /// ` in production database "app"`; empty when `object` already says it.
     pub place: String,
-    /// The database whose tag decided, for the staging warning.
-    pub database: String,
     /// First sentence of the DETAIL: why this is guarded.
     pub why: String,
+    /// Last sentence of the HINT: the way forward other than an override.
+    pub alternative: String,
     /// The table acted on, for the audit row.
     pub relation: Option<pg_sys::Oid>,
 }
@@ -77,12 +77,15 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
             denial_log::log(Event::Warned, finding, None);
             ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                format!("{} of {} would be blocked in production", finding.command, finding.object),
+                format!(
+                    "{} of {} would be blocked in production",
+                    finding.command, finding.object
+                ),
                 function_name!(),
             )
             .set_detail(format!(
-                "Database \"{}\" is tagged staging, where prodguard warns and lets the statement run. {}",
-                finding.database, finding.why
+                "{} In staging, prodguard warns and lets the statement run.",
+                finding.why
             ))
             .report(PgLogLevel::WARNING);
             Decision::Warned
@@ -93,7 +96,11 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
                 Decision::Overridden(reason)
             }
             other => {
-                denial_log::log(Event::Refused, finding, None);
+                let tried = match &other {
+                    Override::Ignored { reason, .. } => Some(reason.as_str()),
+                    _ => None,
+                };
+                denial_log::log(Event::Refused, finding, tried);
                 Decision::Refuse(refusal(finding, &other, scope))
             }
         },
@@ -129,13 +136,27 @@ fn refusal(finding: &Finding, ovr: &Override, scope: Scope) -> Report {
         Scope::NextStatement => {
             "a member of prodguard_operator can run SET prodguard.override = '<reason>' and then this statement as the very next one"
         }
+        Scope::Never => {
+            "a member of prodguard_operator can connect without this startup option and use SET LOCAL prodguard.override = '<reason>' in a transaction"
+        }
     };
     Report {
-        message: format!("{} of {} is blocked{}", finding.command, finding.object, finding.place),
+        message: format!(
+            "{} of {} is blocked{}",
+            finding.command, finding.object, finding.place
+        ),
         detail,
         hint: format!(
-            "If this is intended, {how}; the reason is recorded. If the database is not production, tag it: ALTER DATABASE {} SET prodguard.environment = 'development'.",
-            pgrx::spi::quote_identifier(&finding.database)
+            "If this is intended, {how}; the reason is recorded. {}",
+            finding.alternative
         ),
     }
+}
+
+/// The usual way forward besides an override: tag the database if it is not production.
+pub fn tag_hint(database: &str) -> String {
+    format!(
+        "If the database is not production, tag it: ALTER DATABASE {} SET prodguard.environment = 'development'.",
+        pgrx::spi::quote_identifier(database)
+    )
 }

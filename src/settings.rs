@@ -16,7 +16,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
-use crate::breakglass;
+use crate::breakglass::{self, Scope};
 use crate::policy::{self, Finding, Guard};
 
 /// The environment a database is tagged with. Ordered from most lenient to strictest.
@@ -175,7 +175,10 @@ pub fn protected_databases() -> Vec<String> {
 }
 
 pub fn string_setting(setting: &GucSetting<Option<CString>>) -> String {
-    setting.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    setting
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Parses `prodguard.blocked_commands` into a bit mask. Tokens are case-insensitive and
@@ -241,7 +244,12 @@ pub fn parse_name_list(value: &str) -> Result<Vec<String>, String> {
         match chars.next() {
             None => return Ok(names),
             Some(',') => continue,
-            Some(c) => return Err(format!("unexpected character \"{c}\" after name \"{}\"", names.last().unwrap())),
+            Some(c) => {
+                return Err(format!(
+                    "unexpected character \"{c}\" after name \"{}\"",
+                    names.last().unwrap()
+                ))
+            }
         }
     }
 }
@@ -280,7 +288,11 @@ unsafe extern "C-unwind" fn check_blocked_commands(
         }
     };
     let old_mask = parse_blocked_commands(&string_setting(&BLOCKED_COMMANDS)).ok();
-    guard_change("prodguard.blocked_commands", old_mask != Some(new_mask), source)
+    guard_change(
+        "prodguard.blocked_commands",
+        old_mask != Some(new_mask),
+        source,
+    )
 }
 
 #[pg_guard]
@@ -323,13 +335,19 @@ fn guard_change(name: &str, changed: bool, source: pg_sys::GucSource::Type) -> b
         command: "SET".into(),
         object: format!("setting \"{name}\""),
         place: format!(" in {} database \"{database}\"", environment().name()),
-        database,
+        alternative: policy::tag_hint(&database),
         relation: None,
         why: format!(
             "Changing {name} from a session would lower or alter this database's protection."
         ),
     };
-    match policy::decide(environment(), &finding, breakglass::Scope::Transaction) {
+    // A startup option (PGOPTIONS) arrives before any transaction of the session's own.
+    let scope = if source == PGC_S_CLIENT {
+        Scope::Never
+    } else {
+        Scope::Transaction
+    };
+    match policy::decide(environment(), &finding, scope) {
         policy::Decision::Silent | policy::Decision::Warned => true,
         policy::Decision::Overridden(reason) => {
             // SAFETY: plain read of a backend-global flag.
@@ -398,8 +416,16 @@ mod tests {
             parse_blocked_commands(" TRUNCATE , drop_table,"),
             Ok(Token::Truncate.bit() | Token::DropTable.bit())
         );
-        assert_eq!(parse_blocked_commands("truncate,drop_tables"), Err("drop_tables".into()));
-        assert_eq!(parse_blocked_commands(DEFAULT_BLOCKED.to_str().unwrap()).unwrap().count_ones(), 7);
+        assert_eq!(
+            parse_blocked_commands("truncate,drop_tables"),
+            Err("drop_tables".into())
+        );
+        assert_eq!(
+            parse_blocked_commands(DEFAULT_BLOCKED.to_str().unwrap())
+                .unwrap()
+                .count_ones(),
+            7
+        );
     }
 
     #[pg_test]
@@ -408,7 +434,12 @@ mod tests {
         assert_eq!(parse_name_list("  "), Ok(vec![]));
         assert_eq!(
             parse_name_list(r#"App, "My DB", "a""b",  ünïcode "#),
-            Ok(vec!["app".into(), "My DB".into(), "a\"b".into(), "ünïcode".into()])
+            Ok(vec![
+                "app".into(),
+                "My DB".into(),
+                "a\"b".into(),
+                "ünïcode".into()
+            ])
         );
         assert!(parse_name_list(r#""open"#).is_err());
         assert!(parse_name_list("a,,b").is_err());
@@ -418,9 +449,21 @@ mod tests {
 
     #[pg_test]
     fn unreadable_tags_are_production() {
-        assert_eq!(Environment::parse_or_production("Development"), Environment::Development);
-        assert_eq!(Environment::parse_or_production(" staging "), Environment::Staging);
-        assert_eq!(Environment::parse_or_production("prod"), Environment::Production);
-        assert_eq!(Environment::parse_or_production(""), Environment::Production);
+        assert_eq!(
+            Environment::parse_or_production("Development"),
+            Environment::Development
+        );
+        assert_eq!(
+            Environment::parse_or_production(" staging "),
+            Environment::Staging
+        );
+        assert_eq!(
+            Environment::parse_or_production("prod"),
+            Environment::Production
+        );
+        assert_eq!(
+            Environment::parse_or_production(""),
+            Environment::Production
+        );
     }
 }

@@ -15,11 +15,17 @@ fn on_off(on: bool) -> String {
 fn status() -> TableIterator<'static, (name!(setting, String), name!(value, String))> {
     let mut rows = vec![
         ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        ("environment".to_string(), settings::environment().name().to_string()),
+        (
+            "environment".to_string(),
+            settings::environment().name().to_string(),
+        ),
         ("preloaded".to_string(), on_off(crate::preloaded())),
     ];
     for token in Token::ALL {
-        rows.push((format!("command_guard.{}", token.name()), on_off(settings::is_blocked(token))));
+        rows.push((
+            format!("command_guard.{}", token.name()),
+            on_off(settings::is_blocked(token)),
+        ));
     }
     rows.push(("command_guard.drop_extension".into(), "always".into()));
     rows.push((

@@ -1,0 +1,83 @@
+-- Break glass: SET LOCAL prodguard.override = '<reason>' lets a guarded statement run,
+-- for members of prodguard_operator (superusers count), in that one transaction, and the
+-- reason is recorded in prodguard.audit_log.
+CREATE ROLE ops LOGIN IN ROLE prodguard_operator;   -- an operator
+CREATE ROLE dev LOGIN;                              -- a developer, not an operator
+CREATE TABLE orders (id int PRIMARY KEY, item text);
+ALTER TABLE orders OWNER TO dev;
+GRANT TRUNCATE ON orders TO ops;
+CREATE SCHEMA ops_tools AUTHORIZATION ops;
+GRANT USAGE ON SCHEMA ops_tools TO dev;
+INSERT INTO orders VALUES (1, 'shelf scan'), (2, 'price check');
+
+-- A developer's override changes nothing, and the error says why.
+\c - dev
+BEGIN;
+SET LOCAL prodguard.override = 'I know what I am doing';
+TRUNCATE orders;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+
+-- An operator with a blank reason is refused too.
+\c - ops
+BEGIN;
+SET LOCAL prodguard.override = '   ';
+TRUNCATE orders;
+ROLLBACK;
+
+-- An operator with a reason: the statement runs and is audited.
+BEGIN;
+SET LOCAL prodguard.override = 'INC-1234: purge orders after the GDPR request';
+SELECT value FROM prodguard.status() WHERE setting = 'override';
+TRUNCATE orders;
+COMMIT;
+\c - postgres
+SELECT action, object, table_name, override_reason, db_user, "session_user", environment,
+       statement, backend_pid > 0 AS has_pid, txid IS NOT NULL AS has_txid
+  FROM prodguard.audit_log WHERE action = 'TRUNCATE' AND table_name = 'orders';
+\c - ops
+
+-- The override is gone in the next transaction...
+TRUNCATE orders;
+-- ...also when it was set with a plain SET: it counts only in the transaction that set it.
+SET prodguard.override = 'session-wide reason';
+TRUNCATE orders;
+BEGIN;
+TRUNCATE orders;
+ROLLBACK;
+-- A plain SET inside a transaction block counts for that block only.
+BEGIN;
+SET prodguard.override = 'INC-1235: second purge';
+TRUNCATE orders;
+COMMIT;
+TRUNCATE orders;
+RESET prodguard.override;
+-- A savepoint rolled back takes its override with it.
+BEGIN;
+SAVEPOINT before_override;
+SET LOCAL prodguard.override = 'will be rolled back';
+ROLLBACK TO SAVEPOINT before_override;
+TRUNCATE orders;
+ROLLBACK;
+
+-- The role that SET the reason must be an operator: a developer cannot borrow an
+-- operator's SECURITY DEFINER function to break glass...
+CREATE FUNCTION ops_tools.purge_orders() RETURNS void LANGUAGE sql SECURITY DEFINER
+    SET search_path = public AS 'TRUNCATE orders';
+GRANT EXECUTE ON FUNCTION ops_tools.purge_orders() TO dev;
+\c - dev
+BEGIN;
+SET LOCAL prodguard.override = 'borrowing the operator''s function';
+SELECT ops_tools.purge_orders();
+ROLLBACK;
+-- ...but an operator may package an approved task, reason included, as such a function.
+\c - ops
+CREATE FUNCTION ops_tools.nightly_purge() RETURNS void LANGUAGE sql SECURITY DEFINER
+    SET search_path = public SET prodguard.override = 'CHG-77: nightly purge approved by ops'
+    AS 'TRUNCATE orders';
+GRANT EXECUTE ON FUNCTION ops_tools.nightly_purge() TO dev;
+\c - dev
+SELECT ops_tools.nightly_purge();
+\c - postgres
+SELECT action, table_name, override_reason, db_user, "session_user"
+  FROM prodguard.audit_log WHERE table_name = 'orders' ORDER BY id;
