@@ -153,3 +153,60 @@ pub fn role_name(role: pg_sys::Oid) -> String {
         }
     }
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::*;
+
+    // #[pg_test] functions run inside one transaction, as the bootstrap superuser.
+
+    #[pg_test]
+    fn no_reason_is_no_override() {
+        Spi::run("SET LOCAL prodguard.override = ''").unwrap();
+        assert_eq!(current(Scope::Transaction), Override::None);
+    }
+
+    #[pg_test]
+    fn a_reason_set_in_this_transaction_counts() {
+        Spi::run("SET LOCAL prodguard.override = '  INC-1: reason  '").unwrap();
+        assert_eq!(
+            current(Scope::Transaction),
+            Override::Valid {
+                reason: "INC-1: reason".into()
+            }
+        );
+        assert!(matches!(current(Scope::Never), Override::Ignored { .. }));
+    }
+
+    #[pg_test]
+    fn a_blank_reason_is_ignored() {
+        Spi::run("SET LOCAL prodguard.override = '   '").unwrap();
+        assert!(matches!(
+            current(Scope::Transaction),
+            Override::Ignored { .. }
+        ));
+    }
+
+    #[pg_test]
+    fn a_non_operator_cannot_break_glass() {
+        Spi::run("CREATE ROLE breakglass_test_nobody").unwrap();
+        Spi::run("SET LOCAL ROLE breakglass_test_nobody").unwrap();
+        Spi::run("SET LOCAL prodguard.override = 'trying'").unwrap();
+        match current(Scope::Transaction) {
+            Override::Ignored { why, .. } => {
+                assert!(why.contains("breakglass_test_nobody"), "{why}")
+            }
+            other => panic!("expected Ignored, got {other:?}"),
+        }
+    }
+
+    #[pg_test]
+    fn superusers_and_members_are_operators() {
+        // SAFETY: plain read of the bootstrap superuser's oid constant.
+        assert!(is_operator(pg_sys::Oid::from(
+            pg_sys::BOOTSTRAP_SUPERUSERID
+        )));
+        assert!(!is_operator(pg_sys::InvalidOid));
+    }
+}

@@ -179,3 +179,23 @@ pub fn current_database() -> String {
     // SAFETY: MyDatabaseId is set in a connected backend; the name is palloc'd or NULL.
     unsafe { cstr_or(pg_sys::get_database_name(pg_sys::MyDatabaseId), "") }
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::*;
+
+    #[pg_test]
+    fn cluster_default_is_read_from_the_configuration_files() {
+        // The test server's postgresql.auto.conf says development (lib.rs, pg_test).
+        assert_eq!(cluster_default(), Environment::Development);
+    }
+
+    #[pg_test]
+    fn untagged_databases_take_the_cluster_default() {
+        let db = Database::by_name(&current_database()).expect("current database");
+        assert!(!db.tagged);
+        assert_eq!(db.environment, Environment::Development);
+        assert!(Database::by_name("no such database").is_none());
+    }
+}
