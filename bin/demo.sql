@@ -1,0 +1,79 @@
+-- The script bin/demo runs against a fresh cluster. It reads like a DBA's session.
+\set ECHO queries
+\pset footer off
+
+\echo
+\echo '== 1. A production database. Nothing in postgresql.conf tags it, so it is production.'
+CREATE EXTENSION pg_prodguard;
+SELECT setting, value FROM prodguard.status()
+ WHERE setting IN ('environment', 'preloaded', 'command_guard.truncate', 'command_guard.drop_schema', 'command_guard.drop_database');
+
+CREATE TABLE profiles (id int PRIMARY KEY, name text, created_at timestamptz DEFAULT now());
+CREATE TABLE audio_tracks (id int PRIMARY KEY, profile_id int REFERENCES profiles, title text);
+CREATE SCHEMA supabase_migrations;
+CREATE TABLE supabase_migrations.schema_migrations (version text PRIMARY KEY, name text);
+INSERT INTO profiles (id, name) VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Katherine');
+INSERT INTO audio_tracks VALUES (10, 1, 'intro'), (11, 2, 'chorus');
+INSERT INTO supabase_migrations.schema_migrations VALUES
+    ('20240101000000', 'init'), ('20240201000000', 'audio'), ('20240301000000', 'refinements');
+
+\echo
+\echo '== 2. Incident B replayed: a "db reset" pointed at production.'
+TRUNCATE profiles CASCADE;
+DROP SCHEMA public CASCADE;
+\set ECHO none
+SELECT current_setting('prodguard.require_where', true) IS NOT NULL AS row_guard_available \gset
+\set ECHO queries
+\if :row_guard_available
+DELETE FROM supabase_migrations.schema_migrations;
+\else
+\echo '(DELETE FROM supabase_migrations.schema_migrations: the row guard is not in this version yet)'
+\endif
+\echo
+\echo '-- from the maintenance database:'
+\c postgres
+DROP DATABASE app;
+DROP DATABASE app WITH (FORCE);
+\c app
+
+\echo
+\echo '== 3. Nothing was lost.'
+SELECT (SELECT count(*) FROM profiles) AS profiles,
+       (SELECT count(*) FROM audio_tracks) AS audio_tracks,
+       (SELECT count(*) FROM supabase_migrations.schema_migrations) AS migrations;
+
+\echo
+\echo '== 4. A developer cannot switch the guard off, nor break glass.'
+CREATE ROLE dev_bob LOGIN;
+GRANT ALL ON ALL TABLES IN SCHEMA public TO dev_bob;
+\echo '-- connected as dev_bob, a developer:'
+\c - dev_bob
+BEGIN;
+SET LOCAL prodguard.override = 'just testing';
+TRUNCATE audio_tracks;
+ROLLBACK;
+\echo '-- connected as postgres, a superuser without an override:'
+\c - postgres
+SET prodguard.environment = 'development';
+
+\echo
+\echo '== 5. An operator breaks glass: SET LOCAL prodguard.override = <reason>, in one transaction.'
+CREATE ROLE carol_ops LOGIN IN ROLE prodguard_operator;
+GRANT TRUNCATE ON audio_tracks TO carol_ops;
+\echo '-- connected as carol_ops, a member of prodguard_operator:'
+\c - carol_ops
+BEGIN;
+SET LOCAL prodguard.override = 'INC-2041: remove the fixture tracks loaded by add_test_data.py';
+TRUNCATE audio_tracks;
+COMMIT;
+\echo '-- the next transaction is guarded again:'
+TRUNCATE audio_tracks;
+\c - postgres
+
+\echo
+\echo '== 6. The audit row the override left (prodguard.audit_log).'
+\x on
+SELECT id, action, object, override_reason, db_user, "session_user", application_name,
+       environment, statement, txid IS NOT NULL AS has_txid
+  FROM prodguard.audit_log ORDER BY id;
+\x off
