@@ -45,23 +45,24 @@ struct Judged {
 /// `query` NULL or its NUL-terminated source text.
 pub unsafe fn check(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) {
     // SAFETY: guaranteed by the caller.
-    let (stmt, statement) = unsafe { ((*pstmt).utilityStmt, statement_text(pstmt, query)) };
-    if stmt.is_null() || in_own_extension_script() {
+    let stmt = unsafe { (*pstmt).utilityStmt };
+    if stmt.is_null() {
         return;
     }
     // SAFETY: `stmt` is a valid parse node.
-    for judged in unsafe { classify(stmt) } {
-        let reason = match policy::enforce(judged.env, &judged.finding, judged.scope) {
+    let judged = unsafe { classify(stmt) };
+    if judged.is_empty() || in_own_extension_script() {
+        return;
+    }
+    // SAFETY: guaranteed by the caller.
+    let statement = unsafe { statement_text(pstmt, query) };
+    for j in judged {
+        let reason = match policy::enforce(j.env, &j.finding, j.scope) {
             Decision::Silent | Decision::Refuse(_) => continue,
             Decision::Warned => None,
             Decision::Overridden(reason) => Some(reason),
         };
-        audit::record_command(
-            &judged.finding,
-            judged.env,
-            reason.as_deref(),
-            statement.as_deref(),
-        );
+        audit::record_command(&j.finding, j.env, reason.as_deref(), statement.as_deref());
     }
 }
 
