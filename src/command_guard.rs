@@ -259,9 +259,13 @@ fn drop_column(s: &pg_sys::AlterTableStmt) -> Vec<Judged> {
     let cmds = unsafe { PgList::<pg_sys::AlterTableCmd>::from_pg(s.cmds) };
     let columns: Vec<String> = cmds
         .iter_ptr()
-        // SAFETY: each element is a valid AlterTableCmd.
-        .filter(|c| unsafe { (**c).subtype } == pg_sys::AlterTableType::AT_DropColumn)
-        .map(|c| unsafe { cstr_or((*c).name, "") })
+        .filter_map(|c| {
+            // SAFETY: each element is a valid AlterTableCmd; `name` is NULL or a C string.
+            unsafe {
+                ((*c).subtype == pg_sys::AlterTableType::AT_DropColumn)
+                    .then(|| cstr_or((*c).name, ""))
+            }
+        })
         .collect();
     if columns.is_empty() || s.objtype != pg_sys::ObjectType::OBJECT_TABLE {
         return Vec::new();
@@ -367,30 +371,37 @@ fn settings_change(
     if !settings::is_blocked(Token::GuardSettings) {
         return Vec::new();
     }
-    let here = environment::current_database();
+    // The environment that judges the change: the strictest of this database and every
+    // database the change reaches.
     let mut env = settings::environment();
-    let mut decided_by = here.clone();
-    let mut reach = String::new();
+    let mut decided_by = environment::current_database();
     if let Some(target) = target_db.as_deref().and_then(Database::by_name) {
         if target.protection() > env {
             env = target.protection();
-            decided_by = target.name.clone();
+            decided_by = target.name;
         }
     }
-    if cluster_wide {
-        let strictest = environment::strictest_in_cluster();
-        if strictest > env {
-            env = strictest;
-            reach = format!(
-                " It reaches every database of the cluster, and some are {}.",
-                strictest.name()
-            );
-        }
-    }
-    let place = if cluster_wide && !reach.is_empty() {
-        format!(" in a cluster with {} databases", env.name())
+    let strictest = if cluster_wide {
+        environment::strictest_in_cluster()
     } else {
-        format!(" in {} database \"{decided_by}\"", env.name())
+        env
+    };
+    let (place, why) = if strictest > env {
+        env = strictest;
+        (
+            format!(" in a cluster with {} databases", env.name()),
+            format!(
+                "Changing {setting} for every database of the cluster would lower or alter their protection, and some are {}.",
+                env.name()
+            ),
+        )
+    } else {
+        (
+            format!(" in {} database \"{decided_by}\"", env.name()),
+            format!(
+                "Changing {setting} would lower or alter the protection of database \"{decided_by}\"."
+            ),
+        )
     };
     vec![Judged {
         finding: Finding {
@@ -398,9 +409,7 @@ fn settings_change(
             command: command.into(),
             object: setting.clone(),
             place,
-            why: format!(
-                "Changing {setting} would lower or alter the protection of database \"{decided_by}\".{reach}"
-            ),
+            why,
             alternative: policy::tag_hint(&decided_by),
             relation: None,
         },

@@ -85,16 +85,39 @@ CREATE EXTENSION pg_prodguard;
 SHOW prodguard.environment;
 CREATE TABLE profiles (id int PRIMARY KEY, name text);
 INSERT INTO profiles VALUES (1, 'Ada');
+CREATE MATERIALIZED VIEW profile_names AS SELECT id FROM profiles;
+CREATE SCHEMA archive;
+CREATE ROLE staging_intern;
 TRUNCATE profiles;
 ALTER TABLE profiles DROP COLUMN name;
+DROP MATERIALIZED VIEW profile_names;
 DROP TABLE profiles;
+DROP SCHEMA archive;
+DROP OWNED BY staging_intern;
+ALTER DATABASE app_staging SET prodguard.blocked_commands = 'truncate';
+ALTER DATABASE app_staging RESET prodguard.blocked_commands;
+ALTER ROLE staging_intern IN DATABASE app_staging SET prodguard.environment = 'development';
+-- A cluster-wide change reaches the production databases too: refused even from staging.
+ALTER ROLE staging_intern SET prodguard.environment = 'development';
 -- Commands that ran with a warning are in the audit log.
 SELECT action, object, environment, override_reason FROM prodguard.audit_log ORDER BY id;
+DROP EXTENSION pg_prodguard;
 \c app_dev
 SHOW prodguard.environment;
+CREATE EXTENSION pg_prodguard;
 CREATE TABLE profiles (id int PRIMARY KEY, name text);
+CREATE MATERIALIZED VIEW profile_names AS SELECT id FROM profiles;
+CREATE ROLE dev_intern;
 TRUNCATE profiles;
 ALTER TABLE profiles DROP COLUMN name;
+DROP MATERIALIZED VIEW profile_names;
 DROP TABLE profiles;
+DROP OWNED BY dev_intern;
+ALTER DATABASE app_dev SET prodguard.blocked_commands = 'truncate';
+ALTER DATABASE app_dev RESET prodguard.blocked_commands;
+ALTER ROLE dev_intern IN DATABASE app_dev SET prodguard.environment = 'staging';
+-- Development databases keep no audit rows for commands.
+SELECT count(*) AS audit_rows FROM prodguard.audit_log;
+DROP EXTENSION pg_prodguard;
 DROP SCHEMA public CASCADE;
 \c app

@@ -35,6 +35,19 @@ COMMIT;
 SELECT action, object, table_name, override_reason, db_user, "session_user", environment,
        statement, backend_pid > 0 AS has_pid, txid IS NOT NULL AS has_txid
   FROM prodguard.audit_log WHERE action = 'TRUNCATE' AND table_name = 'orders';
+-- One override covers every guarded statement of its transaction; each is audited.
+CREATE TABLE old_orders (id int, note text);
+CREATE SCHEMA legacy;
+CREATE ROLE contractor;
+BEGIN;
+SET LOCAL prodguard.override = 'CHG-5: retire the legacy order tables';
+ALTER TABLE old_orders DROP COLUMN note;
+DROP TABLE old_orders;
+DROP SCHEMA legacy;
+DROP OWNED BY contractor;
+COMMIT;
+SELECT action, object, override_reason FROM prodguard.audit_log
+ WHERE override_reason LIKE 'CHG-5%' ORDER BY id;
 \c - ops
 
 -- The override is gone in the next transaction...
