@@ -77,3 +77,42 @@ COMMENT ON COLUMN prodguard.audit_log.test_data IS 'Test-data matches found in t
 COMMENT ON COLUMN prodguard.audit_log.object IS 'The object of a guarded command, as its message names it.';
 COMMENT ON COLUMN prodguard.audit_log.statement IS 'Text of the guarded statement.';
 COMMENT ON SEQUENCE prodguard.audit_log_id_seq IS 'Numbers audit_log rows in the order they are written.';
+
+-- Protected tables: one row per table given to prodguard.protect(). Migration-history
+-- tables are protected by name and need no row (see the protected_tables view).
+CREATE TABLE prodguard.table_protection (
+    table_name    regclass PRIMARY KEY,
+    audit         boolean NOT NULL,
+    test_data     boolean NOT NULL,
+    forbid_delete boolean NOT NULL,
+    protected_at  timestamptz NOT NULL DEFAULT now(),
+    protected_by  text NOT NULL
+);
+REVOKE ALL ON prodguard.table_protection FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('prodguard.table_protection', '');
+COMMENT ON TABLE prodguard.table_protection IS
+    'pg_prodguard: the options given to prodguard.protect(), one row per table. Write it only through protect() and unprotect().';
+COMMENT ON COLUMN prodguard.table_protection.table_name IS 'The protected table (its partitions are covered too).';
+COMMENT ON COLUMN prodguard.table_protection.audit IS 'Record every changed row in prodguard.audit_log.';
+COMMENT ON COLUMN prodguard.table_protection.test_data IS 'Refuse rows that carry known test data.';
+COMMENT ON COLUMN prodguard.table_protection.forbid_delete IS 'Refuse DELETE, TRUNCATE and DROP of the table in production.';
+COMMENT ON COLUMN prodguard.table_protection.protected_at IS 'When the options were last set.';
+COMMENT ON COLUMN prodguard.table_protection.protected_by IS 'Who set them (current_user).';
+
+-- A dropped table takes its protection row with it, so that a new table that happens to
+-- get the same oid is not protected by mistake.
+CREATE FUNCTION prodguard.forget_dropped_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM prodguard.table_protection
+     WHERE table_name::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
+                                WHERE classid = 'pg_class'::regclass AND objsubid = 0);
+END
+$$;
+REVOKE ALL ON FUNCTION prodguard.forget_dropped_tables() FROM PUBLIC;
+COMMENT ON FUNCTION prodguard.forget_dropped_tables() IS
+    'pg_prodguard: event trigger function; removes the protection rows of dropped tables.';
+CREATE EVENT TRIGGER prodguard_forget_dropped_tables ON sql_drop
+    EXECUTE FUNCTION prodguard.forget_dropped_tables();
+COMMENT ON EVENT TRIGGER prodguard_forget_dropped_tables IS
+    'pg_prodguard: removes the protection rows of dropped tables.';

@@ -22,13 +22,13 @@ use pgrx::PgList;
 
 use crate::audit;
 use crate::breakglass::Scope;
-use crate::denial_log::cstr_or;
 use crate::environment::{self, Database};
+use crate::extension::cstr_or;
 use crate::policy::{self, Decision, Finding, Guard};
+use crate::protection;
 use crate::settings::{self, Environment, Token};
 
-const EXTENSION: &str = "pg_prodguard";
-const SCHEMA: &str = "prodguard";
+use crate::extension::{self, NAME as EXTENSION, SCHEMA};
 
 /// One finding, the environment that judges it, and how an override may reach it.
 struct Judged {
@@ -51,7 +51,7 @@ pub unsafe fn check(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) {
     }
     // SAFETY: `stmt` is a valid parse node.
     let judged = unsafe { classify(stmt) };
-    if judged.is_empty() || in_own_extension_script() {
+    if judged.is_empty() || extension::in_own_script() {
         return;
     }
     // SAFETY: guaranteed by the caller.
@@ -164,10 +164,35 @@ impl Table {
         format!("\"{}.{}\"", self.schema, self.name)
     }
 
-    /// Tables of the extension itself are guarded whatever the token list says.
-    fn token_for(&self, token: Token) -> Option<Token> {
-        (self.schema != SCHEMA).then_some(token)
+    /// Why a destructive command on this table is guarded. The extension's own tables and
+    /// tables protected with forbid_delete are guarded whatever the token list says.
+    fn rule_for(&self, token: Token) -> Rule {
+        if self.schema == SCHEMA {
+            return Rule::Extension;
+        }
+        let flags = protection::flags(self.oid);
+        if flags.forbid_delete {
+            Rule::ForbidDelete {
+                table: self.display(),
+                migration_history: flags.migration_history,
+            }
+        } else {
+            Rule::Token(token)
+        }
     }
+}
+
+/// Why a statement is guarded.
+enum Rule {
+    /// Its token is in prodguard.blocked_commands.
+    Token(Token),
+    /// It destroys pg_prodguard itself or its objects.
+    Extension,
+    /// It destroys a table protected with forbid_delete.
+    ForbidDelete {
+        table: String,
+        migration_history: bool,
+    },
 }
 
 fn truncate(s: &pg_sys::TruncateStmt) -> Vec<Judged> {
@@ -180,7 +205,7 @@ fn truncate(s: &pg_sys::TruncateStmt) -> Vec<Judged> {
         .filter(|t| !t.temp)
         .filter_map(|t| {
             local(
-                t.token_for(Token::Truncate),
+                t.rule_for(Token::Truncate),
                 "TRUNCATE",
                 format!("table {}", t.display()),
                 Some(t.oid),
@@ -218,7 +243,7 @@ fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
                 })
                 .filter_map(|t| {
                     local(
-                        t.token_for(Token::DropTable),
+                        t.rule_for(Token::DropTable),
                         command,
                         format!("{noun} {}", t.display()),
                         Some(t.oid),
@@ -232,8 +257,12 @@ fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
             .map(|n| unsafe { string_node(n) })
             .filter(|name| schema_exists_and_not_temp(name))
             .filter_map(|name| {
-                let token = (name != SCHEMA).then_some(Token::DropSchema);
-                local(token, "DROP SCHEMA", format!("schema \"{name}\""), None)
+                let rule = if name == SCHEMA {
+                    Rule::Extension
+                } else {
+                    Rule::Token(Token::DropSchema)
+                };
+                local(rule, "DROP SCHEMA", format!("schema \"{name}\""), None)
             })
             .collect(),
         OBJECT_EXTENSION => objects
@@ -243,7 +272,7 @@ fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
             .filter(|name| name == EXTENSION)
             .filter_map(|name| {
                 local(
-                    None,
+                    Rule::Extension,
                     "DROP EXTENSION",
                     format!("extension \"{name}\""),
                     None,
@@ -281,7 +310,11 @@ fn drop_column(s: &pg_sys::AlterTableStmt) -> Vec<Judged> {
         .into_iter()
         .filter_map(|col| {
             local(
-                table.token_for(Token::DropColumn),
+                if table.schema == SCHEMA {
+                    Rule::Extension
+                } else {
+                    Rule::Token(Token::DropColumn)
+                },
                 "ALTER TABLE DROP COLUMN",
                 format!("column \"{col}\" of table {}", table.display()),
                 Some(table.oid),
@@ -305,7 +338,7 @@ fn drop_owned(s: &pg_sys::DropOwnedStmt) -> Vec<Judged> {
         .collect();
     let noun = if names.len() == 1 { "role" } else { "roles" };
     local(
-        Some(Token::DropOwned),
+        Rule::Token(Token::DropOwned),
         "DROP OWNED",
         format!("objects owned by {noun} {}", names.join(", ")),
         None,
@@ -342,15 +375,15 @@ fn database_removal(command: &str, dbname: *const c_char, scope: Scope) -> Vec<J
         policy::tag_hint(&db.name)
     };
     vec![Judged {
-        finding: Finding {
-            guard: Guard::Command,
-            command: command.into(),
-            object: format!("{kind} database \"{}\"", db.name),
-            place: String::new(),
+        finding: Finding::blocked(
+            Guard::Command,
+            command,
+            format!("{kind} database \"{}\"", db.name),
+            "",
             why,
             alternative,
-            relation: None,
-        },
+            None,
+        ),
         env: db.protection(),
         scope,
     }]
@@ -404,15 +437,15 @@ fn settings_change(
         )
     };
     vec![Judged {
-        finding: Finding {
-            guard: Guard::Command,
-            command: command.into(),
-            object: setting.clone(),
+        finding: Finding::blocked(
+            Guard::Command,
+            command,
+            setting,
             place,
             why,
-            alternative: policy::tag_hint(&decided_by),
-            relation: None,
-        },
+            policy::tag_hint(&decided_by),
+            None,
+        ),
         env,
         scope,
     }]
@@ -440,36 +473,44 @@ unsafe fn guarded_setting(setstmt: *mut pg_sys::VariableSetStmt) -> Option<Strin
 /// A finding about an object of this database, judged by this database's environment.
 /// `token` None means always guarded (the extension's own objects).
 fn local(
-    token: Option<Token>,
+    rule: Rule,
     command: &str,
     object: String,
     relation: Option<pg_sys::Oid>,
 ) -> Option<Judged> {
-    if let Some(t) = token {
+    if let Rule::Token(t) = rule {
         if !settings::is_blocked(t) {
             return None;
         }
     }
     let db = environment::current_database();
     let env = settings::environment();
-    let why = match token {
-        Some(t) => format!(
+    let why = match rule {
+        Rule::Token(t) => format!(
             "Database \"{db}\" is {} (prodguard.environment), and prodguard.blocked_commands contains \"{}\".",
             env.name(),
             t.name()
         ),
-        None => format!("The {EXTENSION} extension and its own objects are always guarded in production."),
+        Rule::Extension => {
+            format!("The {EXTENSION} extension and its own objects are always guarded in production.")
+        }
+        Rule::ForbidDelete { table, migration_history: true } => format!(
+            "Table {table} is a migration-history table: pg_prodguard protects it against DELETE, TRUNCATE and DROP."
+        ),
+        Rule::ForbidDelete { table, migration_history: false } => format!(
+            "Table {table} is protected with forbid_delete (prodguard.protected_tables)."
+        ),
     };
     Some(Judged {
-        finding: Finding {
-            guard: Guard::Command,
-            command: command.into(),
+        finding: Finding::blocked(
+            Guard::Command,
+            command,
             object,
-            place: format!(" in {} database \"{db}\"", env.name()),
-            alternative: policy::tag_hint(&db),
+            format!(" in {} database \"{db}\"", env.name()),
             why,
+            policy::tag_hint(&db),
             relation,
-        },
+        ),
         env,
         scope: Scope::Transaction,
     })
@@ -483,18 +524,6 @@ fn schema_exists_and_not_temp(name: &str) -> bool {
     unsafe {
         let oid = pg_sys::get_namespace_oid(cname.as_ptr(), true);
         oid != pg_sys::InvalidOid && !pg_sys::isAnyTempNamespace(oid)
-    }
-}
-
-/// Whether we are running pg_prodguard's own CREATE/ALTER EXTENSION script.
-fn in_own_extension_script() -> bool {
-    // SAFETY: reads of backend globals; get_extension_name returns NULL for unknown oids.
-    unsafe {
-        pg_sys::creating_extension
-            && cstr_or(
-                pg_sys::get_extension_name(pg_sys::CurrentExtensionObject),
-                "",
-            ) == EXTENSION
     }
 }
 

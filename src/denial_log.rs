@@ -21,6 +21,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 use crate::breakglass;
+use crate::extension::cstr_or;
 use crate::policy::Finding;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,18 +115,5 @@ fn client_address() -> String {
         pgrx::direct_function_call_as_datum(pg_sys::inet_client_addr, &[])
             .and_then(|inet| pgrx::direct_function_call::<&CStr>(pg_sys::inet_out, &[Some(inet)]))
             .map_or_else(|| "local".to_string(), |s| s.to_string_lossy().into_owned())
-    }
-}
-
-/// # Safety
-/// `ptr` must be NULL or point to a NUL-terminated string.
-pub unsafe fn cstr_or(ptr: *const std::ffi::c_char, default: &str) -> String {
-    if ptr.is_null() {
-        default.to_string()
-    } else {
-        // SAFETY: guaranteed by the caller.
-        unsafe { CStr::from_ptr(ptr) }
-            .to_string_lossy()
-            .into_owned()
     }
 }

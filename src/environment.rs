@@ -14,7 +14,7 @@ use std::ffi::c_int;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::denial_log::cstr_or;
+use crate::extension::cstr_or;
 use crate::settings::{self, Environment, ENVIRONMENT_NAME};
 
 /// A database as the guards see it.

@@ -1,25 +1,43 @@
 //! Hooks: the one place where pg_prodguard attaches itself to PostgreSQL.
 //!
-//! `install()` runs once from `_PG_init`: it saves the hook that was installed before ours
-//! and puts ours in its place. Our hook only routes the event to the guard that decides,
-//! then always calls the saved hook (or PostgreSQL's standard function), so extensions
-//! loaded before or after pg_prodguard keep working whatever the order in
-//! shared_preload_libraries.
+//! `install()` runs once from `_PG_init`: for each hook it saves the one installed before
+//! ours and puts ours in its place. Our hooks only route the event to the guard that
+//! decides, then always call the saved hook (or PostgreSQL's standard function), so
+//! extensions loaded before or after pg_prodguard keep working whatever the order in
+//! shared_preload_libraries. Saved hooks are called through pgrx's FFI boundary, so an
+//! ERROR inside them unwinds through our frames correctly.
+//!
+//! | hook | routes to |
+//! |---|---|
+//! | ProcessUtility | `command_guard::check` (TRUNCATE, DROP, ALTER ... SET, ...) |
+//! | planner | `row_guard::mark_plan` (DELETE/UPDATE without WHERE) |
+//! | ExecutorStart | `row_guard::before_start` / `after_start` |
+//! | ExecutorFinish | `row_guard::after_finish` (rows changed) |
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 
-use crate::command_guard;
+use crate::{command_guard, row_guard};
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
+static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
+static mut PREV_EXECUTOR_FINISH: pg_sys::ExecutorFinish_hook_type = None;
 
 pub fn install() {
     // SAFETY: _PG_init runs once per process, before any statement, on the only thread.
     unsafe {
         PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(process_utility);
+        PREV_PLANNER = pg_sys::planner_hook;
+        pg_sys::planner_hook = Some(planner);
+        PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
+        pg_sys::ExecutorStart_hook = Some(executor_start);
+        PREV_EXECUTOR_FINISH = pg_sys::ExecutorFinish_hook;
+        pg_sys::ExecutorFinish_hook = Some(executor_finish);
     }
 }
 
@@ -40,16 +58,18 @@ unsafe extern "C-unwind" fn process_utility(
     // SAFETY: the saved hook (or the standard function) receives our arguments unchanged.
     unsafe {
         match PREV_PROCESS_UTILITY {
-            Some(prev) => prev(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
+            Some(prev) => pg_guard_ffi_boundary(|| {
+                prev(
+                    pstmt,
+                    query_string,
+                    read_only_tree,
+                    context,
+                    params,
+                    query_env,
+                    dest,
+                    qc,
+                )
+            }),
             None => pg_sys::standard_ProcessUtility(
                 pstmt,
                 query_string,
@@ -61,5 +81,54 @@ unsafe extern "C-unwind" fn process_utility(
                 qc,
             ),
         }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn planner(
+    parse: *mut pg_sys::Query,
+    query_string: *const c_char,
+    cursor_options: c_int,
+    bound_params: pg_sys::ParamListInfo,
+) -> *mut pg_sys::PlannedStmt {
+    // SAFETY: `parse` is the query about to be planned.
+    let marks = unsafe { row_guard::marks_before_planning(parse) };
+    // SAFETY: the saved hook (or the standard planner) receives our arguments unchanged.
+    let plan = unsafe {
+        match PREV_PLANNER {
+            Some(prev) => {
+                pg_guard_ffi_boundary(|| prev(parse, query_string, cursor_options, bound_params))
+            }
+            None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
+        }
+    };
+    // SAFETY: `plan` is the plan made of the query the marks were taken from.
+    unsafe { row_guard::mark_plan(marks, plan) };
+    plan
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
+    // SAFETY: PostgreSQL passes a valid QueryDesc; the saved hook (or the standard
+    // function) receives our arguments unchanged.
+    unsafe {
+        row_guard::before_start(query_desc, eflags);
+        match PREV_EXECUTOR_START {
+            Some(prev) => pg_guard_ffi_boundary(|| prev(query_desc, eflags)),
+            None => pg_sys::standard_ExecutorStart(query_desc, eflags),
+        }
+        row_guard::after_start(query_desc, eflags);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_finish(query_desc: *mut pg_sys::QueryDesc) {
+    // SAFETY: as for executor_start.
+    unsafe {
+        match PREV_EXECUTOR_FINISH {
+            Some(prev) => pg_guard_ffi_boundary(|| prev(query_desc)),
+            None => pg_sys::standard_ExecutorFinish(query_desc),
+        }
+        row_guard::after_finish(query_desc);
     }
 }

@@ -23,8 +23,11 @@ mod breakglass;
 mod command_guard;
 mod denial_log;
 mod environment;
+mod extension;
 mod hooks;
 mod policy;
+mod protection;
+mod row_guard;
 mod settings;
 mod status;
 
@@ -60,7 +63,7 @@ fn loaded_at_start() -> bool {
 fn listed_in(guc: &std::ffi::CStr) -> bool {
     // SAFETY: GetConfigOption returns NULL or the current value of a known setting.
     let value =
-        unsafe { denial_log::cstr_or(pg_sys::GetConfigOption(guc.as_ptr(), true, false), "") };
+        unsafe { extension::cstr_or(pg_sys::GetConfigOption(guc.as_ptr(), true, false), "") };
     value.split(',').any(|item| {
         let item = item.trim().trim_matches('"');
         let base = item.rsplit('/').next().unwrap_or(item);

@@ -19,6 +19,7 @@ use crate::settings::Environment;
 pub enum Guard {
     Command,
     Settings,
+    Row,
 }
 
 impl Guard {
@@ -26,6 +27,7 @@ impl Guard {
         match self {
             Guard::Command => "command",
             Guard::Settings => "settings",
+            Guard::Row => "row",
         }
     }
 }
@@ -47,6 +49,36 @@ pub struct Finding {
     pub alternative: String,
     /// The table acted on, for the audit row.
     pub relation: Option<pg_sys::Oid>,
+    /// SQLSTATE of the refusal.
+    pub sqlstate: PgSqlErrorCode,
+    /// A fixed primary message, used as is in production and staging (the row guard keeps
+    /// pg-safeupdate's wording). `None`: "<command> of <object> is blocked<place>".
+    pub message: Option<String>,
+}
+
+impl Finding {
+    /// The usual finding: refused with 42501 and the standard message.
+    pub fn blocked(
+        guard: Guard,
+        command: impl Into<String>,
+        object: impl Into<String>,
+        place: impl Into<String>,
+        why: impl Into<String>,
+        alternative: impl Into<String>,
+        relation: Option<pg_sys::Oid>,
+    ) -> Finding {
+        Finding {
+            guard,
+            command: command.into(),
+            object: object.into(),
+            place: place.into(),
+            why: why.into(),
+            alternative: alternative.into(),
+            relation,
+            sqlstate: PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            message: None,
+        }
+    }
 }
 
 /// The text of a refusal.
@@ -75,19 +107,18 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
         Environment::Development => Decision::Silent,
         Environment::Staging => {
             denial_log::log(Event::Warned, finding, None);
-            ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            let message = finding.message.clone().unwrap_or_else(|| {
                 format!(
                     "{} of {} would be blocked in production",
                     finding.command, finding.object
-                ),
-                function_name!(),
-            )
-            .set_detail(format!(
-                "{} In staging, prodguard warns and lets the statement run.",
-                finding.why
-            ))
-            .report(PgLogLevel::WARNING);
+                )
+            });
+            ErrorReport::new(finding.sqlstate, message, function_name!())
+                .set_detail(format!(
+                    "{} In staging, prodguard warns and lets the statement run.",
+                    finding.why
+                ))
+                .report(PgLogLevel::WARNING);
             Decision::Warned
         }
         Environment::Production => match breakglass::current(scope) {
@@ -107,18 +138,14 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
     }
 }
 
-/// Like `decide`, but raises the refusal as an ERROR with SQLSTATE 42501.
+/// Like `decide`, but raises the refusal as an ERROR with the finding's SQLSTATE.
 pub fn enforce(env: Environment, finding: &Finding, scope: Scope) -> Decision {
     let decision = decide(env, finding, scope);
     if let Decision::Refuse(report) = &decision {
-        ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            report.message.clone(),
-            function_name!(),
-        )
-        .set_detail(report.detail.clone())
-        .set_hint(report.hint.clone())
-        .report(PgLogLevel::ERROR);
+        ErrorReport::new(finding.sqlstate, report.message.clone(), function_name!())
+            .set_detail(report.detail.clone())
+            .set_hint(report.hint.clone())
+            .report(PgLogLevel::ERROR);
     }
     decision
 }
@@ -141,10 +168,12 @@ fn refusal(finding: &Finding, ovr: &Override, scope: Scope) -> Report {
         }
     };
     Report {
-        message: format!(
-            "{} of {} is blocked{}",
-            finding.command, finding.object, finding.place
-        ),
+        message: finding.message.clone().unwrap_or_else(|| {
+            format!(
+                "{} of {} is blocked{}",
+                finding.command, finding.object, finding.place
+            )
+        }),
         detail,
         hint: format!(
             "If this is intended, {how}; the reason is recorded. {}",

@@ -102,6 +102,8 @@ pub static BLOCKED_COMMANDS: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(DEFAULT_BLOCKED));
 pub static PROTECTED_DATABASES: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c""));
+pub static REQUIRE_WHERE: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static MAX_ROWS_CHANGED: GucSetting<i32> = GucSetting::<i32>::new(10000);
 
 /// Registers the GUCs and reserves the `prodguard.` prefix, so a misspelt setting is an
 /// error rather than a silently ignored placeholder.
@@ -150,6 +152,30 @@ pub fn init() {
             GucContext::Sighup,
             GucFlags::default(),
             Some(check_protected_databases),
+            None,
+            None,
+        );
+        GucRegistry::define_bool_guc_with_hooks(
+            c"prodguard.require_where",
+            c"Refuse DELETE and UPDATE statements without a WHERE clause in production.",
+            c"Any WHERE clause counts, even WHERE true, as with pg-safeupdate. Data-modifying CTEs are checked too.",
+            &REQUIRE_WHERE,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_require_where),
+            None,
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"prodguard.max_rows_changed",
+            c"Refuse one DELETE, UPDATE or MERGE that changes more rows than this in production (0: no limit).",
+            c"Rows are counted as the statement changes them, not estimated; the statement is rolled back.",
+            &MAX_ROWS_CHANGED,
+            0,
+            i32::MAX,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_max_rows_changed),
             None,
             None,
         );
@@ -255,6 +281,28 @@ pub fn parse_name_list(value: &str) -> Result<Vec<String>, String> {
 }
 
 #[pg_guard]
+unsafe extern "C-unwind" fn check_require_where(
+    newval: *mut bool,
+    _extra: *mut *mut c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the proposed value.
+    let changed = unsafe { *newval } != REQUIRE_WHERE.get();
+    guard_change("prodguard.require_where", changed, source)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_max_rows_changed(
+    newval: *mut c_int,
+    _extra: *mut *mut c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the proposed value.
+    let changed = unsafe { *newval } != MAX_ROWS_CHANGED.get();
+    guard_change("prodguard.max_rows_changed", changed, source)
+}
+
+#[pg_guard]
 unsafe extern "C-unwind" fn check_environment(
     newval: *mut c_int,
     _extra: *mut *mut c_void,
@@ -330,17 +378,15 @@ fn guard_change(name: &str, changed: bool, source: pg_sys::GucSource::Type) -> b
         return true; // a parallel worker copies its leader's already-checked settings
     }
     let database = crate::environment::current_database();
-    let finding = Finding {
-        guard: Guard::Settings,
-        command: "SET".into(),
-        object: format!("setting \"{name}\""),
-        place: format!(" in {} database \"{database}\"", environment().name()),
-        alternative: policy::tag_hint(&database),
-        relation: None,
-        why: format!(
-            "Changing {name} from a session would lower or alter this database's protection."
-        ),
-    };
+    let finding = Finding::blocked(
+        Guard::Settings,
+        "SET",
+        format!("setting \"{name}\""),
+        format!(" in {} database \"{database}\"", environment().name()),
+        format!("Changing {name} from a session would lower or alter this database's protection."),
+        policy::tag_hint(&database),
+        None,
+    );
     // A startup option (PGOPTIONS) arrives before any transaction of the session's own.
     let scope = if source == PGC_S_CLIENT {
         Scope::Never

@@ -29,6 +29,24 @@ fn status() -> TableIterator<'static, (name!(setting, String), name!(value, Stri
     }
     rows.push(("command_guard.drop_extension".into(), "always".into()));
     rows.push((
+        "row_guard.require_where".into(),
+        on_off(settings::REQUIRE_WHERE.get()),
+    ));
+    let limit = settings::MAX_ROWS_CHANGED.get();
+    rows.push((
+        "row_guard.max_rows_changed".into(),
+        if limit == 0 {
+            "off".to_string()
+        } else {
+            limit.to_string()
+        },
+    ));
+    let protected = Spi::get_one::<i64>("SELECT count(*) FROM prodguard.protected_tables")
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    rows.push(("protected_tables".into(), protected.to_string()));
+    rows.push((
         "protected_databases".into(),
         settings::string_setting(&settings::PROTECTED_DATABASES),
     ));

@@ -1,0 +1,118 @@
+//! The extension's own objects in the current database, and a few catalog look-ups every
+//! guard needs: whether pg_prodguard is installed here, the oids of its tables, running a
+//! piece of work as their owner, and the names of a relation.
+//!
+//! The guards act in every database once the library is loaded; the objects exist only
+//! where `CREATE EXTENSION pg_prodguard` ran. Everything that writes to them goes through
+//! `as_owner_of`, so it works for users who cannot write the tables themselves (nobody
+//! but the owner can).
+
+use std::ffi::{c_char, CStr};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+pub const NAME: &str = "pg_prodguard";
+pub const SCHEMA: &str = "prodguard";
+
+/// The oid of one of the extension's tables, or `None` when it is not installed here.
+pub fn own_table(name: &CStr) -> Option<pg_sys::Oid> {
+    // SAFETY: syscache lookups by name; both return InvalidOid when nothing matches.
+    let rel = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"prodguard".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), nsp)
+    };
+    (rel != pg_sys::InvalidOid).then_some(rel)
+}
+
+/// Runs `f` as the owner of `rel` (one of the extension's tables), as SECURITY DEFINER
+/// functions do. `None` when the owner cannot be found.
+pub fn as_owner_of<R>(rel: pg_sys::Oid, f: impl FnOnce() -> R) -> Option<R> {
+    let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
+        &[rel.into()],
+    )
+    .ok()
+    .flatten()?;
+    Some(as_role(owner, f))
+}
+
+/// Runs `f` with `role` as the current user. An ERROR inside `f` aborts the
+/// (sub)transaction, and PostgreSQL restores the user then.
+fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let mut saved_user = pg_sys::InvalidOid;
+    let mut saved_context = 0;
+    // SAFETY: saving and setting the current user id is what fmgr_security_definer does;
+    // SECURITY_LOCAL_USERID_CHANGE keeps SET ROLE from being affected.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            role,
+            saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    let result = f();
+    // SAFETY: puts back exactly what was saved above.
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    result
+}
+
+/// Whether we are running pg_prodguard's own CREATE/ALTER EXTENSION script.
+pub fn in_own_script() -> bool {
+    // SAFETY: reads of backend globals; get_extension_name returns NULL for unknown oids.
+    unsafe {
+        pg_sys::creating_extension
+            && cstr_or(
+                pg_sys::get_extension_name(pg_sys::CurrentExtensionObject),
+                "",
+            ) == NAME
+    }
+}
+
+/// Schema and name of a relation; `None`s for a relation that is gone.
+pub fn relation_names(rel: pg_sys::Oid) -> (Option<String>, Option<String>) {
+    // SAFETY: lsyscache lookups; both return NULL for a relation that is gone.
+    unsafe {
+        let name = pg_sys::get_rel_name(rel);
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(rel));
+        let read = |p: *mut c_char| (!p.is_null()).then(|| cstr_or(p, ""));
+        (read(schema), read(name))
+    }
+}
+
+/// `table "schema.name"`, the way messages name a table.
+pub fn describe_table(rel: pg_sys::Oid) -> String {
+    format!("table {}", quoted_name(rel))
+}
+
+/// `"schema.name"` of a relation.
+pub fn quoted_name(rel: pg_sys::Oid) -> String {
+    let (schema, name) = relation_names(rel);
+    format!(
+        "\"{}.{}\"",
+        schema.unwrap_or_default(),
+        name.unwrap_or_else(|| rel.to_u32().to_string())
+    )
+}
+
+/// Whether a relation is temporary (a session's own scratch space).
+pub fn is_temp(rel: pg_sys::Oid) -> bool {
+    // SAFETY: syscache lookup; returns 0 for a relation that is gone.
+    unsafe { pg_sys::get_rel_persistence(rel) as u8 == pg_sys::RELPERSISTENCE_TEMP }
+}
+
+/// # Safety
+/// `ptr` must be NULL or point to a NUL-terminated string.
+pub unsafe fn cstr_or(ptr: *const c_char, default: &str) -> String {
+    if ptr.is_null() {
+        default.to_string()
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
