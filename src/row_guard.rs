@@ -332,12 +332,14 @@ enum Count {
     Subplan(Rc<Cell<u64>>),
 }
 
+/// A wrapped CTE subplan: its own ExecProcNodeReal and the count of rows it produced.
+type Wrapped = (pg_sys::ExecProcNodeMtd, Rc<Cell<u64>>);
+
 thread_local! {
     /// Statements under watch, by QueryDesc.
     static WATCHED: RefCell<HashMap<usize, Vec<Watched>>> = RefCell::new(HashMap::new());
     /// Wrapped CTE subplans: the original ExecProcNode and the counter, by PlanState.
-    static WRAPPED: RefCell<HashMap<usize, (pg_sys::ExecProcNodeMtd, Rc<Cell<u64>>)>> =
-        RefCell::new(HashMap::new());
+    static WRAPPED: RefCell<HashMap<usize, Wrapped>> = RefCell::new(HashMap::new());
 }
 
 /// Called by the ExecutorStart hook once the executor has started (the plan state exists).
