@@ -11,7 +11,7 @@
 //! |---|---|
 //! | ProcessUtility | `command_guard::check` (TRUNCATE, DROP, ALTER ... SET, ...) |
 //! | planner | `row_guard::mark_plan` (DELETE/UPDATE without WHERE) |
-//! | ExecutorStart | `row_guard::before_start` / `after_start` |
+//! | ExecutorStart | `row_guard::after_start` (before any row is touched) |
 //! | ExecutorFinish | `row_guard::after_finish` (rows changed) |
 
 use std::ffi::{c_char, c_int};
@@ -112,7 +112,6 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
     // SAFETY: PostgreSQL passes a valid QueryDesc; the saved hook (or the standard
     // function) receives our arguments unchanged.
     unsafe {
-        row_guard::before_start(query_desc, eflags);
         match PREV_EXECUTOR_START {
             Some(prev) => pg_guard_ffi_boundary(|| prev(query_desc, eflags)),
             None => pg_sys::standard_ExecutorStart(query_desc, eflags),

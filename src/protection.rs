@@ -83,7 +83,6 @@ pub fn flags(relid: pg_sys::Oid) -> Flags {
     if let Some(found) = CACHE.with(|c| c.borrow().resolved.get(&relid).copied()) {
         return found;
     }
-    register_callback();
     let epoch = EPOCH.get();
     let rules = rules();
     let mut result = own_flags(&rules, relid);
@@ -121,6 +120,7 @@ fn is_migration_history(relid: pg_sys::Oid) -> bool {
 
 /// The rows of prodguard.table_protection, read once per backend and invalidation.
 fn rules() -> Rc<HashMap<pg_sys::Oid, Flags>> {
+    register_callback();
     if let Some(rules) = CACHE.with(|c| c.borrow().rules.clone()) {
         return rules;
     }
@@ -225,7 +225,7 @@ fn protect(
 ) {
     let relid = tbl.oid();
     let name = extension::describe_table(relid);
-    require_protectable(&tbl, &name);
+    require_protectable(&tbl);
     require_owner_or_operator(relid, &name, "protect");
     let wanted = Flags {
         audit,
@@ -344,7 +344,7 @@ COMMENT ON FUNCTION prodguard.migration_history_names() IS
 
 /// Refuses tables that cannot carry protection: only ordinary and partitioned tables that
 /// outlive the session can.
-fn require_protectable(tbl: &PgRelation, name: &str) {
+fn require_protectable(tbl: &PgRelation) {
     // SAFETY: `rd_rel` of an open relation is valid.
     let (kind, persistence) = unsafe {
         (
@@ -374,7 +374,7 @@ fn require_protectable(tbl: &PgRelation, name: &str) {
     if persistence == pg_sys::RELPERSISTENCE_TEMP {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("cannot protect temporary {name}"),
+            format!("cannot protect temporary table \"{}\"", tbl.name()),
             "A temporary table belongs to one session and disappears with it.",
             "Protect the permanent table the data comes from.",
         );

@@ -112,21 +112,14 @@ unsafe fn collect_missing_where(query: *mut pg_sys::Query, marks: &mut Vec<(c_in
 
 // ---------------------------------------------------------------------------------------
 // ExecutorStart: require_where and forbid_delete, before the statement touches a row.
+// (Called from `after_start` below.)
 
-/// Called by the ExecutorStart hook before the executor starts.
+/// require_where and forbid_delete, once the executor has started (so PostgreSQL's own
+/// permission checks come first) and before ExecutorRun touches a row.
 ///
 /// # Safety
-/// `qd` must be the QueryDesc PostgreSQL passed to the hook.
-pub unsafe fn before_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
-    // SAFETY: guaranteed by the caller.
-    let pstmt = unsafe { (*qd).plannedstmt };
-    if !modifies_rows(pstmt, eflags) {
-        return;
-    }
-    let env = settings::environment();
-    if env == Environment::Development || extension::in_own_script() {
-        return;
-    }
+/// `pstmt` must be the plan being started.
+unsafe fn check_plan(pstmt: *mut pg_sys::PlannedStmt, env: Environment) {
     if settings::REQUIRE_WHERE.get() {
         // SAFETY: `pstmt` is a valid PlannedStmt.
         for (mark, relid) in unsafe { marks(pstmt) } {
@@ -342,7 +335,8 @@ thread_local! {
     static WRAPPED: RefCell<HashMap<usize, Wrapped>> = RefCell::new(HashMap::new());
 }
 
-/// Called by the ExecutorStart hook once the executor has started (the plan state exists).
+/// Called by the ExecutorStart hook once the executor has started: the plan state exists,
+/// PostgreSQL has checked permissions, and no row has been touched yet.
 ///
 /// # Safety
 /// `qd` must be the QueryDesc PostgreSQL passed to the hook, after standard start.
@@ -352,11 +346,13 @@ pub unsafe fn after_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
     if !modifies_rows(pstmt, eflags) || estate.is_null() {
         return;
     }
-    let limit = settings::MAX_ROWS_CHANGED.get();
-    if limit <= 0
-        || settings::environment() == Environment::Development
-        || extension::in_own_script()
-    {
+    let env = settings::environment();
+    if env == Environment::Development || extension::in_own_script() {
+        return;
+    }
+    // SAFETY: `pstmt` is the plan being started.
+    unsafe { check_plan(pstmt, env) };
+    if settings::MAX_ROWS_CHANGED.get() <= 0 {
         return;
     }
     let mut watched = Vec::new();
