@@ -35,3 +35,12 @@ SELECT count(*) AS drop_database_refusals_from_postgres
 SELECT count(*) > 0 AS logged
   FROM server_log
  WHERE line LIKE 'prodguard: refused guard="settings" command="SET" object="setting \\"prodguard.environment\\""%';
+
+-- The row guard's refusals are logged the same way.
+SELECT regexp_replace(line, 'pid="[0-9]+"', 'pid="…"') AS line
+  FROM server_log
+ WHERE line LIKE 'prodguard: refused guard="row" command="DELETE" object="table \\"public.refinements\\" without a WHERE clause"%'
+ LIMIT 1;
+SELECT count(*) > 0 AS logged
+  FROM server_log
+ WHERE line LIKE 'prodguard: refused guard="row" command="UPDATE" object="11 rows of table \\"public.refinements\\""%';

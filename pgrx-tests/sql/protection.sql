@@ -117,3 +117,47 @@ SELECT count(*) AS rows_for_dropped_tables FROM prodguard.table_protection p
 
 -- status() counts them.
 SELECT value FROM prodguard.status() WHERE setting = 'protected_tables';
+
+-- A migration-history table that existed before CREATE EXTENSION is protected too.
+CREATE DATABASE legacy_app;
+\c legacy_app
+CREATE TABLE _sqlx_migrations (version bigint PRIMARY KEY, description text);
+INSERT INTO _sqlx_migrations VALUES (1, 'init'), (2, 'users');
+CREATE EXTENSION pg_prodguard;
+SELECT table_name, forbid_delete, migration_history FROM prodguard.protected_tables;
+DELETE FROM _sqlx_migrations WHERE version = 2;
+-- An operator's override lets one DELETE through, and it is recorded; a non-operator's
+-- does not.
+CREATE ROLE legacy_ops LOGIN IN ROLE prodguard_operator;
+CREATE ROLE legacy_dev LOGIN;
+GRANT ALL ON _sqlx_migrations TO legacy_ops, legacy_dev;
+\c - legacy_dev
+BEGIN;
+SET LOCAL prodguard.override = 'repair the migration table';
+DELETE FROM _sqlx_migrations WHERE version = 2;
+ROLLBACK;
+\c - legacy_ops
+BEGIN;
+SET LOCAL prodguard.override = 'CHG-40: migration 2 was applied by mistake and reverted by hand';
+DELETE FROM _sqlx_migrations WHERE version = 2;
+COMMIT;
+\c - postgres
+SELECT action, object, override_reason, db_user FROM prodguard.audit_log ORDER BY id;
+SELECT version FROM _sqlx_migrations;
+
+-- Staging warns and lets it run; development is silent.
+BEGIN;
+SET LOCAL prodguard.override = 'test: staging';
+SET LOCAL prodguard.environment = 'staging';
+DELETE FROM _sqlx_migrations WHERE version = 1;
+TRUNCATE _sqlx_migrations;
+ROLLBACK;
+BEGIN;
+SET LOCAL prodguard.override = 'test: development';
+SET LOCAL prodguard.environment = 'development';
+SET LOCAL prodguard.override = '';
+DELETE FROM _sqlx_migrations WHERE version = 1;
+TRUNCATE _sqlx_migrations;
+DROP TABLE _sqlx_migrations;
+ROLLBACK;
+\c app
