@@ -1,0 +1,28 @@
+# Shared by the pgbench scripts in benches/: one throwaway cluster ("bench"), restarted
+# with or without pg_prodguard preloaded between runs, and the median of a list.
+# shellcheck shell=bash
+source "$(dirname "${BASH_SOURCE[0]}")/../bin/common.sh"
+
+# start_bench_cluster: a cluster tuned so that the CPU, not the disk, is the limit.
+start_bench_cluster() {
+    install_prerequisites
+    install_extension --release >/dev/null
+    start_cluster bench "$(free_port 54400)" "max_connections = 20" \
+        "shared_buffers = 256MB" "synchronous_commit = off"
+    trap 'stop_cluster bench' EXIT
+}
+
+# with_preload VALUE: restart the bench cluster with shared_preload_libraries = VALUE.
+with_preload() {
+    restart_cluster bench "-c shared_preload_libraries=$1"
+}
+
+# tps ARGS...: run pgbench against database postgres, print transactions per second.
+tps() {
+    "$PG_BIN/pgbench" -n -d postgres "$@" 2>/dev/null | awk '/^tps/ { print $3; exit }'
+}
+
+median() {
+    printf '%s\n' "$@" | sort -g |
+        awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
