@@ -19,7 +19,13 @@ with_preload() {
 
 # tps ARGS...: run pgbench against database postgres, print transactions per second.
 tps() {
-    "$PG_BIN/pgbench" -n -d postgres "$@" 2>/dev/null | awk '/^tps/ { print $3; exit }'
+    local out
+    if ! out=$("$PG_BIN/pgbench" -n -d postgres "$@" 2>&1); then
+        echo "pgbench failed:" >&2
+        echo "$out" | tail -5 >&2
+        return 1
+    fi
+    echo "$out" | awk '/^tps/ { print $3; exit }'
 }
 
 median() {

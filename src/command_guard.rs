@@ -85,10 +85,12 @@ unsafe fn classify(stmt: *mut pg_sys::Node) -> Vec<Judged> {
             }
             T_RenameStmt => {
                 let s = &*(stmt as *mut pg_sys::RenameStmt);
-                if s.renameType == pg_sys::ObjectType::OBJECT_DATABASE {
-                    database_removal("ALTER DATABASE RENAME", s.subname, Scope::Transaction)
-                } else {
-                    Vec::new()
+                match s.renameType {
+                    pg_sys::ObjectType::OBJECT_DATABASE => {
+                        database_removal("ALTER DATABASE RENAME", s.subname, Scope::Transaction)
+                    }
+                    pg_sys::ObjectType::OBJECT_TABLE => migration_table_rename(s),
+                    _ => Vec::new(),
                 }
             }
             T_AlterSystemStmt => {
@@ -193,6 +195,8 @@ enum Rule {
         table: String,
         migration_history: bool,
     },
+    /// It renames a migration-history table, whose protection goes by its name.
+    MigrationRename { table: String },
 }
 
 fn truncate(s: &pg_sys::TruncateStmt) -> Vec<Judged> {
@@ -342,6 +346,30 @@ fn drop_owned(s: &pg_sys::DropOwnedStmt) -> Vec<Judged> {
         "DROP OWNED",
         format!("objects owned by {noun} {}", names.join(", ")),
         None,
+    )
+    .into_iter()
+    .collect()
+}
+
+/// ALTER TABLE ... RENAME TO of a migration-history table: its protection is by name, so
+/// renaming it away would unprotect it.
+fn migration_table_rename(s: &pg_sys::RenameStmt) -> Vec<Judged> {
+    // SAFETY: ALTER TABLE ... RENAME TO has a RangeVar and a new name.
+    let Some(table) = (unsafe { Table::resolve(s.relation) }) else {
+        return Vec::new();
+    };
+    let stays = opt_cstr(s.newname)
+        .is_some_and(|n| protection::MIGRATION_HISTORY_TABLES.contains(&n.as_str()));
+    if stays || !protection::flags(table.oid).migration_history {
+        return Vec::new();
+    }
+    local(
+        Rule::MigrationRename {
+            table: table.display(),
+        },
+        "ALTER TABLE RENAME",
+        format!("table {}", table.display()),
+        Some(table.oid),
     )
     .into_iter()
     .collect()
@@ -499,6 +527,9 @@ fn local(
         ),
         Rule::ForbidDelete { table, migration_history: false } => format!(
             "Table {table} is protected with forbid_delete (prodguard.protected_tables)."
+        ),
+        Rule::MigrationRename { table } => format!(
+            "Table {table} is a migration-history table, protected by its name: renamed, it would lose that protection."
         ),
     };
     Some(Judged {

@@ -14,7 +14,7 @@ use std::ffi::c_int;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::extension::cstr_or;
+use crate::extension::{cstr_or, with_pinned_search_path};
 use crate::settings::{self, Environment, ENVIRONMENT_NAME};
 
 /// A database as the guards see it.
@@ -30,10 +30,12 @@ pub struct Database {
 impl Database {
     /// Looks a database up by name; `None` when it does not exist.
     pub fn by_name(name: &str) -> Option<Database> {
-        let oid = Spi::get_one_with_args::<pg_sys::Oid>(
-            "SELECT oid FROM pg_catalog.pg_database WHERE datname = $1",
-            &[name.into()],
-        )
+        let oid = with_pinned_search_path(|| {
+            Spi::get_one_with_args::<pg_sys::Oid>(
+                "SELECT oid FROM pg_catalog.pg_database WHERE datname = $1",
+                &[name.into()],
+            )
+        })
         .ok()
         .flatten()?;
         let (environment, tagged) = database_environment(oid);
@@ -79,13 +81,15 @@ impl Database {
 
 /// The effective environment of one database, and whether it is the database's own tag.
 pub fn database_environment(db: pg_sys::Oid) -> (Environment, bool) {
-    let own = Spi::get_one_with_args::<String>(
-        "SELECT s FROM pg_catalog.pg_db_role_setting r, unnest(r.setconfig) s
-          WHERE r.setdatabase = $1 AND r.setrole = 0
-            AND lower(split_part(s, '=', 1)) = $2
-          LIMIT 1",
-        &[db.into(), ENVIRONMENT_NAME.into()],
-    )
+    let own = with_pinned_search_path(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT s FROM pg_catalog.pg_db_role_setting r, unnest(r.setconfig) s
+              WHERE r.setdatabase = $1 AND r.setrole = 0
+                AND lower(split_part(s, '=', 1)) = $2
+              LIMIT 1",
+            &[db.into(), ENVIRONMENT_NAME.into()],
+        )
+    })
     .ok()
     .flatten();
     match own {
@@ -104,8 +108,9 @@ pub fn strictest_in_cluster() -> Environment {
     if !settings::protected_databases().is_empty() {
         return Environment::Production;
     }
-    let tags: Vec<Option<String>> = Spi::connect(|client| {
-        client
+    let tags: Vec<Option<String>> = with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            client
             .select(
                 "SELECT (SELECT split_part(s, '=', 2) FROM pg_catalog.pg_db_role_setting r, unnest(r.setconfig) s
                           WHERE r.setdatabase = d.oid AND r.setrole = 0
@@ -116,6 +121,7 @@ pub fn strictest_in_cluster() -> Environment {
             )
             .map(|rows| rows.map(|row| row.get::<String>(1).ok().flatten()).collect())
             .unwrap_or_default()
+        })
     });
     let default = cluster_default();
     tags.into_iter()

@@ -28,16 +28,44 @@ pub fn own_table(name: &CStr) -> Option<pg_sys::Oid> {
     (rel != pg_sys::InvalidOid).then_some(rel)
 }
 
-/// Runs `f` as the owner of `rel` (one of the extension's tables), as SECURITY DEFINER
-/// functions do. `None` when the owner cannot be found.
+/// Runs `f` as the owner of `rel` (one of the extension's tables) with a pinned
+/// search_path, as SECURITY DEFINER functions with `SET search_path` do. `None` when the
+/// owner cannot be found.
 pub fn as_owner_of<R>(rel: pg_sys::Oid, f: impl FnOnce() -> R) -> Option<R> {
-    let owner = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
-        &[rel.into()],
-    )
-    .ok()
-    .flatten()?;
-    Some(as_role(owner, f))
+    with_pinned_search_path(|| {
+        let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
+            &[rel.into()],
+        )
+        .ok()
+        .flatten()?;
+        Some(as_role(owner, f))
+    })
+}
+
+/// Runs `f` with `search_path = pg_catalog, pg_temp`, so that objects in the caller's
+/// schemas cannot stand in for the functions and operators of our queries. Every query
+/// pg_prodguard runs through SPI goes through here.
+pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: the same sequence fmgr uses for a function's SET clause: a new GUC nest
+    // level, a SAVE-action setting, and the nest level popped afterwards. An ERROR in `f`
+    // aborts the (sub)transaction, which pops the level too.
+    unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let result = f();
+        pg_sys::AtEOXact_GUC(true, nest);
+        result
+    }
 }
 
 /// Runs `f` with `role` as the current user. An ERROR inside `f` aborts the

@@ -172,18 +172,20 @@ fn rules() -> Rc<HashMap<pg_sys::Oid, Flags>> {
 }
 
 fn partition_ancestors(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
-    Spi::connect(|client| {
-        client
-            .select(
-                "SELECT relid FROM pg_catalog.pg_partition_ancestors($1) WHERE relid <> $1",
-                None,
-                &[relid.into()],
-            )
-            .map(|rows| {
-                rows.filter_map(|row| row.get::<pg_sys::Oid>(1).ok().flatten())
-                    .collect()
-            })
-            .unwrap_or_default()
+    extension::with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT relid FROM pg_catalog.pg_partition_ancestors($1) WHERE relid <> $1",
+                    None,
+                    &[relid.into()],
+                )
+                .map(|rows| {
+                    rows.filter_map(|row| row.get::<pg_sys::Oid>(1).ok().flatten())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
     })
 }
 

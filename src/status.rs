@@ -41,10 +41,12 @@ fn status() -> TableIterator<'static, (name!(setting, String), name!(value, Stri
             limit.to_string()
         },
     ));
-    let protected = Spi::get_one::<i64>("SELECT count(*) FROM prodguard.protected_tables")
-        .ok()
-        .flatten()
-        .unwrap_or(0);
+    let protected = crate::extension::with_pinned_search_path(|| {
+        Spi::get_one::<i64>("SELECT count(*) FROM prodguard.protected_tables")
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(0);
     rows.push(("protected_tables".into(), protected.to_string()));
     rows.push((
         "protected_databases".into(),

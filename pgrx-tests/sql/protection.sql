@@ -161,3 +161,26 @@ TRUNCATE _sqlx_migrations;
 DROP TABLE _sqlx_migrations;
 ROLLBACK;
 \c app
+
+-- Renaming a migration-history table away would lose its protection: refused.
+ALTER TABLE flyway_schema_history RENAME TO flyway_old;
+ALTER TABLE flyway_schema_history RENAME COLUMN version TO script_version;
+
+-- The guard's own queries run with a pinned search_path: objects in the caller's schemas
+-- cannot stand in for the functions and operators they use.
+CREATE SCHEMA shadow;
+CREATE FUNCTION shadow.now() RETURNS timestamptz LANGUAGE sql AS $$ SELECT 'epoch'::timestamptz $$;
+CREATE FUNCTION shadow.oid_eq(oid, oid) RETURNS boolean LANGUAGE sql AS $$ SELECT false $$;
+CREATE OPERATOR shadow.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = shadow.oid_eq);
+SET search_path = shadow, public, pg_catalog;
+CREATE TABLE public.shadowed (id int);
+SELECT prodguard.protect('public.shadowed', forbid_delete => true);
+DELETE FROM public.shadowed WHERE id = 1;
+BEGIN;
+SET LOCAL prodguard.override = 'CHG-50: shadow test';
+TRUNCATE public.shadowed;
+COMMIT;
+RESET search_path;
+SELECT protected_at > 'epoch' AS real_clock FROM prodguard.table_protection
+ WHERE table_name = 'public.shadowed'::regclass;
+SELECT count(*) AS audited FROM prodguard.audit_log WHERE override_reason = 'CHG-50: shadow test';
