@@ -467,3 +467,74 @@ fn raise(code: PgSqlErrorCode, message: String, detail: impl Into<String>, hint:
     }
     report.report(PgLogLevel::ERROR);
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::*;
+
+    fn oid_of(name: &str) -> pg_sys::Oid {
+        Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regclass::oid", &[name.into()])
+            .unwrap()
+            .unwrap()
+    }
+
+    #[pg_test]
+    fn migration_history_tables_are_recognised_by_name_in_any_schema() {
+        Spi::run("CREATE SCHEMA tools; CREATE TABLE tools.knex_migrations (id int)").unwrap();
+        Spi::run("CREATE TABLE knex_migrations_lock (id int)").unwrap();
+        let flags = flags(oid_of("tools.knex_migrations"));
+        assert!(flags.forbid_delete && flags.migration_history);
+        assert!(!flags.audit);
+        assert_eq!(
+            super::flags(oid_of("knex_migrations_lock")),
+            Flags::default()
+        );
+    }
+
+    #[pg_test]
+    fn views_and_temporary_tables_are_never_migration_history() {
+        Spi::run("CREATE VIEW schema_migrations AS SELECT 1 AS version").unwrap();
+        assert!(!flags(oid_of("schema_migrations")).forbid_delete);
+        Spi::run("CREATE TEMP TABLE _prisma_migrations (id int)").unwrap();
+        assert!(!flags(oid_of("pg_temp._prisma_migrations")).forbid_delete);
+    }
+
+    #[pg_test]
+    fn partitions_inherit_their_ancestors_protection_and_changes_are_seen_at_once() {
+        Spi::run(
+            "CREATE TABLE events (id int, at date) PARTITION BY RANGE (at);
+             CREATE TABLE events_2024 PARTITION OF events
+                 FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+        )
+        .unwrap();
+        let partition = oid_of("events_2024");
+        assert!(!flags(partition).forbid_delete);
+        Spi::run("SELECT prodguard.protect('events', audit => false, forbid_delete => true)")
+            .unwrap();
+        let inherited = flags(partition);
+        assert!(inherited.forbid_delete && inherited.test_data && !inherited.audit);
+    }
+
+    #[pg_test]
+    fn flags_combine_option_by_option() {
+        let a = Flags {
+            audit: true,
+            ..Flags::default()
+        };
+        let b = Flags {
+            forbid_delete: true,
+            migration_history: true,
+            ..Flags::default()
+        };
+        assert_eq!(
+            a.union(b),
+            Flags {
+                audit: true,
+                test_data: false,
+                forbid_delete: true,
+                migration_history: true
+            }
+        );
+    }
+}
