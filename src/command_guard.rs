@@ -20,11 +20,10 @@ use std::ffi::{c_char, CStr};
 use pgrx::pg_sys;
 use pgrx::PgList;
 
-use crate::audit;
 use crate::breakglass::Scope;
 use crate::environment::{self, Database};
 use crate::extension::cstr_or;
-use crate::policy::{self, Decision, Finding, Guard};
+use crate::policy::{self, Finding, Guard};
 use crate::protection;
 use crate::settings::{self, Environment, Token};
 
@@ -57,12 +56,7 @@ pub unsafe fn check(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) {
     // SAFETY: guaranteed by the caller.
     let statement = unsafe { statement_text(pstmt, query) };
     for j in judged {
-        let reason = match policy::enforce(j.env, &j.finding, j.scope) {
-            Decision::Silent | Decision::Refuse(_) => continue,
-            Decision::Warned => None,
-            Decision::Overridden(reason) => Some(reason),
-        };
-        audit::record_command(&j.finding, j.env, reason.as_deref(), statement.as_deref());
+        policy::enforce(j.env, &j.finding, j.scope, statement.as_deref());
     }
 }
 

@@ -3,8 +3,9 @@
 //! A guard only says what it found, as a `Finding`; this module applies the one rule all
 //! guards share. Development is silent. Staging warns with the guard's message and lets
 //! the statement run. Production refuses, unless a valid override is in force, in which
-//! case the statement runs and the caller records the reason. Every refusal, warning and
-//! override also writes one `prodguard:` line to the server log (see `denial_log`).
+//! case the statement runs. A statement that runs on an override or with a staging
+//! warning gets its audit row (`enforce`). Every refusal, warning and override also writes
+//! one `prodguard:` line to the server log (see `denial_log`).
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -138,16 +139,24 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
     }
 }
 
-/// Like `decide`, but raises the refusal as an ERROR with the finding's SQLSTATE.
-pub fn enforce(env: Environment, finding: &Finding, scope: Scope) -> Decision {
-    let decision = decide(env, finding, scope);
-    if let Decision::Refuse(report) = &decision {
-        ErrorReport::new(finding.sqlstate, report.message.clone(), function_name!())
-            .set_detail(report.detail.clone())
-            .set_hint(report.hint.clone())
-            .report(PgLogLevel::ERROR);
-    }
-    decision
+/// Like `decide`, but raises the refusal as an ERROR with the finding's SQLSTATE, and
+/// records the audit row of a statement that runs anyway (overridden, or warned in
+/// staging). `statement`: the text to record, when the caller knows it better than
+/// `debug_query_string` does.
+pub fn enforce(env: Environment, finding: &Finding, scope: Scope, statement: Option<&str>) {
+    let reason = match decide(env, finding, scope) {
+        Decision::Silent => return,
+        Decision::Warned => None,
+        Decision::Overridden(reason) => Some(reason),
+        Decision::Refuse(report) => {
+            ErrorReport::new(finding.sqlstate, report.message, function_name!())
+                .set_detail(report.detail)
+                .set_hint(report.hint)
+                .report(PgLogLevel::ERROR);
+            unreachable!("an ERROR does not return")
+        }
+    };
+    crate::audit::record_command(finding, env, reason.as_deref(), statement);
 }
 
 fn refusal(finding: &Finding, ovr: &Override, scope: Scope) -> Report {

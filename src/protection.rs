@@ -27,7 +27,7 @@ use pgrx::PgRelation;
 
 use crate::breakglass::{self, Scope};
 use crate::extension;
-use crate::policy::{self, Decision, Finding, Guard};
+use crate::policy::{self, Finding, Guard};
 use crate::settings;
 
 /// Tables that record which migrations ran. Incident B's database lost its history table;
@@ -415,12 +415,7 @@ fn guard_lowering(command: &str, relid: pg_sys::Oid, name: &str, why: &str) {
         policy::tag_hint(&db),
         Some(relid),
     );
-    let reason = match policy::enforce(env, &finding, Scope::Transaction) {
-        Decision::Silent | Decision::Refuse(_) => return,
-        Decision::Warned => None,
-        Decision::Overridden(reason) => Some(reason),
-    };
-    crate::audit::record_command(&finding, env, reason.as_deref(), None);
+    policy::enforce(env, &finding, Scope::Transaction, None);
 }
 
 /// The row of prodguard.table_protection for a table, if it has one.

@@ -34,7 +34,7 @@ use pgrx::PgList;
 
 use crate::breakglass::Scope;
 use crate::extension;
-use crate::policy::{self, Decision, Finding, Guard};
+use crate::policy::{self, Finding, Guard};
 use crate::protection;
 use crate::settings::{self, Environment};
 
@@ -159,14 +159,9 @@ fn modifies_rows(pstmt: *mut pg_sys::PlannedStmt, eflags: c_int) -> bool {
     matches!(op, CMD_DELETE | CMD_UPDATE | CMD_MERGE) || cte
 }
 
-/// Applies the policy to a finding; records the audit row when it runs anyway.
+/// Applies the policy to a finding (refuse, warn, or audit the override).
 fn judge(env: Environment, finding: Finding) {
-    let reason = match policy::enforce(env, &finding, Scope::Transaction) {
-        Decision::Silent | Decision::Refuse(_) => return,
-        Decision::Warned => None,
-        Decision::Overridden(reason) => Some(reason),
-    };
-    crate::audit::record_command(&finding, env, reason.as_deref(), None);
+    policy::enforce(env, &finding, Scope::Transaction, None);
 }
 
 fn missing_where(command: &str, relid: pg_sys::Oid) -> Finding {
