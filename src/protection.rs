@@ -18,6 +18,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use pgrx::pg_sys;
@@ -62,14 +63,35 @@ impl Flags {
     }
 }
 
+/// Oids are small, well-spread integers: a multiplication hashes them well enough, where
+/// the default SipHash would cost more than the lookup it serves on every DELETE.
+#[derive(Default)]
+struct OidHasher(u64);
+
+impl Hasher for OidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type OidMap<V> = HashMap<pg_sys::Oid, V, BuildHasherDefault<OidHasher>>;
+
 #[derive(Default)]
 struct Cache {
     /// The rows of prodguard.table_protection (empty when the extension is not here).
-    rules: Option<Rc<HashMap<pg_sys::Oid, Flags>>>,
+    rules: Option<Rc<OidMap<Flags>>>,
     /// prodguard.table_protection itself, when it exists.
     config: Option<pg_sys::Oid>,
     /// Flags resolved per relation (own row, ancestors' rows, migration name).
-    resolved: HashMap<pg_sys::Oid, Flags>,
+    resolved: OidMap<Flags>,
 }
 
 thread_local! {
@@ -98,7 +120,7 @@ pub fn flags(relid: pg_sys::Oid) -> Flags {
     result
 }
 
-fn own_flags(rules: &HashMap<pg_sys::Oid, Flags>, relid: pg_sys::Oid) -> Flags {
+fn own_flags(rules: &OidMap<Flags>, relid: pg_sys::Oid) -> Flags {
     let mut flags = rules.get(&relid).copied().unwrap_or_default();
     if is_migration_history(relid) {
         flags.forbid_delete = true;
@@ -119,14 +141,14 @@ fn is_migration_history(relid: pg_sys::Oid) -> bool {
 }
 
 /// The rows of prodguard.table_protection, read once per backend and invalidation.
-fn rules() -> Rc<HashMap<pg_sys::Oid, Flags>> {
+fn rules() -> Rc<OidMap<Flags>> {
     register_callback();
     if let Some(rules) = CACHE.with(|c| c.borrow().rules.clone()) {
         return rules;
     }
     let epoch = EPOCH.get();
     let config = extension::own_table(c"table_protection");
-    let mut rules = HashMap::new();
+    let mut rules = OidMap::default();
     if let Some(table) = config {
         let rows = extension::as_owner_of(table, || {
             Spi::connect(|client| {

@@ -24,7 +24,6 @@
 //! runs beyond one comparison per statement.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::rc::Rc;
 
@@ -323,11 +322,20 @@ enum Count {
 /// A wrapped CTE subplan: its own ExecProcNodeReal and the count of rows it produced.
 type Wrapped = (pg_sys::ExecProcNodeMtd, Rc<Cell<u64>>);
 
+// Both lists hold one entry per statement (or CTE) under way in this backend: a handful at
+// most, with nesting. A vector searched from the end beats hashing on this path.
 thread_local! {
     /// Statements under watch, by QueryDesc.
-    static WATCHED: RefCell<HashMap<usize, Vec<Watched>>> = RefCell::new(HashMap::new());
+    static WATCHED: RefCell<Vec<(usize, Vec<Watched>)>> = const { RefCell::new(Vec::new()) };
     /// Wrapped CTE subplans: the original ExecProcNode and the counter, by PlanState.
-    static WRAPPED: RefCell<HashMap<usize, Wrapped>> = RefCell::new(HashMap::new());
+    static WRAPPED: RefCell<Vec<(usize, Wrapped)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Removes and returns the entry for `key`.
+fn take<V>(list: &RefCell<Vec<(usize, V)>>, key: usize) -> Option<V> {
+    let mut list = list.borrow_mut();
+    let i = list.iter().rposition(|(k, _)| *k == key)?;
+    Some(list.swap_remove(i).1)
 }
 
 /// Called by the ExecutorStart hook once the executor has started: the plan state exists,
@@ -403,7 +411,7 @@ pub unsafe fn after_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
         if watched.is_empty() {
             return;
         }
-        WATCHED.with(|w| w.borrow_mut().insert(qd as usize, watched));
+        WATCHED.with(|w| w.borrow_mut().push((qd as usize, watched)));
         forget_when_done(qd, estate);
     }
 }
@@ -414,7 +422,7 @@ pub unsafe fn after_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
 /// # Safety
 /// `qd` must be the QueryDesc PostgreSQL passed to the hook.
 pub unsafe fn after_finish(qd: *mut pg_sys::QueryDesc) {
-    let Some(watched) = WATCHED.with(|w| w.borrow_mut().remove(&(qd as usize))) else {
+    let Some(watched) = WATCHED.with(|w| take(w, qd as usize)) else {
         return;
     };
     let limit = u64::try_from(settings::MAX_ROWS_CHANGED.get()).unwrap_or(0);
@@ -470,7 +478,7 @@ unsafe fn wrap_subplan(state: *mut pg_sys::PlanState) -> Option<Rc<Cell<u64>>> {
     let original = unsafe { (*state).ExecProcNodeReal };
     WRAPPED.with(|w| {
         w.borrow_mut()
-            .insert(state as usize, (original, counter.clone()))
+            .push((state as usize, (original, counter.clone())))
     });
     // SAFETY: as above.
     unsafe { (*state).ExecProcNodeReal = Some(counting) };
@@ -479,8 +487,14 @@ unsafe fn wrap_subplan(state: *mut pg_sys::PlanState) -> Option<Rc<Cell<u64>>> {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn counting(state: *mut pg_sys::PlanState) -> *mut pg_sys::TupleTableSlot {
-    let Some((original, counter)) = WRAPPED.with(|w| w.borrow().get(&(state as usize)).cloned())
-    else {
+    let found = WRAPPED.with(|w| {
+        let list = w.borrow();
+        list.iter()
+            .rev()
+            .find(|(k, _)| *k == state as usize)
+            .map(|(_, v)| v.clone())
+    });
+    let Some((original, counter)) = found else {
         return std::ptr::null_mut();
     };
     let Some(original) = original else {
@@ -517,12 +531,10 @@ unsafe fn forget_when_done(qd: *mut pg_sys::QueryDesc, estate: *mut pg_sys::ESta
 
 #[pg_guard]
 unsafe extern "C-unwind" fn forget_statement(arg: *mut c_void) {
-    if let Some(watched) = WATCHED.with(|w| w.borrow_mut().remove(&(arg as usize))) {
-        drop(watched);
-    }
+    drop(WATCHED.with(|w| take(w, arg as usize)));
     // Wrapped nodes belong to the statement being freed; other statements' wrappers stay.
     WRAPPED.with(|w| {
         w.borrow_mut()
-            .retain(|_, (_, counter)| Rc::strong_count(counter) > 1)
+            .retain(|(_, (_, counter))| Rc::strong_count(counter) > 1)
     });
 }
