@@ -26,6 +26,8 @@ SELECT current_setting('prodguard.require_where', true) IS NOT NULL AS row_guard
 \set ECHO queries
 \if :row_guard_available
 DELETE FROM supabase_migrations.schema_migrations;
+\echo '-- a migration "repair" that reverts every migration, one by one:'
+DELETE FROM supabase_migrations.schema_migrations WHERE version >= '20240101';
 \else
 \echo '(DELETE FROM supabase_migrations.schema_migrations: the row guard is not in this version yet)'
 \endif
