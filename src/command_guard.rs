@@ -15,9 +15,10 @@
 //! it), objects that do not exist (`IF EXISTS` on nothing destroys nothing; PostgreSQL
 //! reports the rest), and the extension's own install and upgrade scripts.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_void, CStr};
 
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 use pgrx::PgList;
 
 use crate::breakglass::Scope;
@@ -196,11 +197,14 @@ enum Rule {
 fn truncate(s: &pg_sys::TruncateStmt) -> Vec<Judged> {
     // SAFETY: `relations` is a List of RangeVar.
     let tables = unsafe { PgList::<pg_sys::RangeVar>::from_pg(s.relations) };
-    tables
+    let named: Vec<Table> = tables
         .iter_ptr()
         // SAFETY: each element is a valid RangeVar.
         .filter_map(|rv| unsafe { Table::resolve(rv) })
         .filter(|t| !t.temp)
+        .collect();
+    let mut judged: Vec<Judged> = named
+        .iter()
         .filter_map(|t| {
             local(
                 t.rule_for(Token::Truncate),
@@ -209,7 +213,86 @@ fn truncate(s: &pg_sys::TruncateStmt) -> Vec<Judged> {
                 Some(t.oid),
             )
         })
-        .collect()
+        .collect();
+    // CASCADE also empties every table that references these through a foreign key, and
+    // the ones referencing those: forbid_delete holds for them too.
+    if s.behavior == pg_sys::DropBehavior::DROP_CASCADE {
+        let named_oids: Vec<pg_sys::Oid> = named.iter().map(|t| t.oid).collect();
+        for oid in referencing_closure(&named_oids) {
+            judged.extend(forbid_delete_reached(
+                "TRUNCATE",
+                oid,
+                "reached through CASCADE",
+            ));
+        }
+    }
+    judged
+}
+
+/// Tables that reference `start` through foreign keys, directly or through each other
+/// (what TRUNCATE ... CASCADE empties besides `start`).
+fn referencing_closure(start: &[pg_sys::Oid]) -> Vec<pg_sys::Oid> {
+    let mut seen: Vec<pg_sys::Oid> = start.to_vec();
+    let mut frontier: Vec<pg_sys::Oid> = start.to_vec();
+    let mut reached = Vec::new();
+    while !frontier.is_empty() {
+        // SAFETY: builds an oid List in the current memory context and asks the catalog
+        // which relations reference them (the function ExecuteTruncate itself uses).
+        let found = unsafe {
+            let mut list: *mut pg_sys::List = std::ptr::null_mut();
+            for oid in &frontier {
+                list = pg_sys::lappend_oid(list, *oid);
+            }
+            PgList::<c_void>::from_pg(pg_sys::heap_truncate_find_FKs(list))
+                .iter_oid()
+                .collect::<Vec<_>>()
+        };
+        frontier = found.into_iter().filter(|o| !seen.contains(o)).collect();
+        frontier.sort_unstable_by_key(|o| o.to_u32());
+        frontier.dedup();
+        seen.extend(&frontier);
+        reached.extend(&frontier);
+    }
+    reached
+}
+
+/// A forbid_delete table that a statement reaches without naming it.
+fn forbid_delete_reached(command: &str, oid: pg_sys::Oid, how: &str) -> Option<Judged> {
+    let flags = protection::flags(oid);
+    if !flags.forbid_delete || extension::is_temp(oid) {
+        return None;
+    }
+    let table = extension::quoted_name(oid);
+    local(
+        Rule::ForbidDelete {
+            table: table.clone(),
+            migration_history: flags.migration_history,
+        },
+        command,
+        format!("table {table} ({how})"),
+        Some(oid),
+    )
+}
+
+/// The tables of a schema, for DROP SCHEMA ... CASCADE.
+fn tables_in_schema(schema: &str) -> Vec<pg_sys::Oid> {
+    extension::with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT c.oid FROM pg_catalog.pg_class c
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
+                    None,
+                    &[schema.into()],
+                )
+                .map(|rows| {
+                    rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    })
 }
 
 fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
@@ -249,20 +332,35 @@ fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
                 })
                 .collect()
         }
-        OBJECT_SCHEMA => objects
-            .iter_ptr()
-            // SAFETY: each element is a String node.
-            .map(|n| unsafe { string_node(n) })
-            .filter(|name| schema_exists_and_not_temp(name))
-            .filter_map(|name| {
-                let rule = if name == SCHEMA {
-                    Rule::Extension
-                } else {
-                    Rule::Token(Token::DropSchema)
-                };
-                local(rule, "DROP SCHEMA", format!("schema \"{name}\""), None)
-            })
-            .collect(),
+        OBJECT_SCHEMA => {
+            let names: Vec<String> = objects
+                .iter_ptr()
+                // SAFETY: each element is a String node.
+                .map(|n| unsafe { string_node(n) })
+                .filter(|name| schema_exists_and_not_temp(name))
+                .collect();
+            let mut judged: Vec<Judged> = names
+                .iter()
+                .filter_map(|name| {
+                    let rule = if name == SCHEMA {
+                        Rule::Extension
+                    } else {
+                        Rule::Token(Token::DropSchema)
+                    };
+                    local(rule, "DROP SCHEMA", format!("schema \"{name}\""), None)
+                })
+                .collect();
+            // CASCADE drops the schema's tables: forbid_delete holds for them too.
+            if s.behavior == pg_sys::DropBehavior::DROP_CASCADE {
+                for name in names.iter().filter(|n| n.as_str() != SCHEMA) {
+                    for oid in tables_in_schema(name) {
+                        let how = format!("in schema \"{name}\", dropped by CASCADE");
+                        judged.extend(forbid_delete_reached("DROP SCHEMA", oid, &how));
+                    }
+                }
+            }
+            judged
+        }
         OBJECT_EXTENSION => objects
             .iter_ptr()
             // SAFETY: each element is a String node.

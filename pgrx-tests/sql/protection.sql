@@ -184,3 +184,24 @@ RESET search_path;
 SELECT protected_at > 'epoch' AS real_clock FROM prodguard.table_protection
  WHERE table_name = 'public.shadowed'::regclass;
 SELECT count(*) AS audited FROM prodguard.audit_log WHERE override_reason = 'CHG-50: shadow test';
+
+-- forbid_delete also holds for tables a statement reaches without naming them, even with
+-- every command token switched off: TRUNCATE ... CASCADE through a foreign key, and
+-- DROP SCHEMA ... CASCADE.
+CREATE TABLE stores (id int PRIMARY KEY);
+CREATE TABLE store_scans (id int PRIMARY KEY, store int REFERENCES stores);
+CREATE TABLE scan_notes (scan int REFERENCES store_scans);
+SELECT prodguard.protect('scan_notes', forbid_delete => true);
+CREATE SCHEMA rails;
+CREATE TABLE rails.schema_migrations (version text PRIMARY KEY);
+BEGIN;
+SET LOCAL prodguard.override = 'test: no command tokens';
+SET LOCAL prodguard.blocked_commands = '';
+SET LOCAL prodguard.override = '';
+SAVEPOINT s;
+TRUNCATE stores CASCADE;
+ROLLBACK TO s;
+TRUNCATE stores;
+ROLLBACK TO s;
+DROP SCHEMA rails CASCADE;
+ROLLBACK;
