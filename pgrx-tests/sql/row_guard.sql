@@ -31,6 +31,15 @@ SELECT wipe_refinements();
 CREATE FUNCTION wipe_as_owner() RETURNS void LANGUAGE sql SECURITY DEFINER
     SET search_path = public AS 'UPDATE refinements SET score = NULL';
 SELECT wipe_as_owner();
+-- ...COPY of a DELETE ... RETURNING, EXPLAIN ANALYZE (plain EXPLAIN runs nothing)...
+COPY (DELETE FROM refinements RETURNING id) TO STDOUT;
+EXPLAIN ANALYZE DELETE FROM refinements;
+EXPLAIN (COSTS OFF) DELETE FROM refinements;
+-- ...a rule that turns an INSERT into a DELETE...
+CREATE TABLE purge_requests (id int);
+CREATE RULE purge_all AS ON INSERT TO purge_requests DO INSTEAD DELETE FROM refinements;
+INSERT INTO purge_requests VALUES (1);
+DROP RULE purge_all ON purge_requests;
 -- ...and with session_replication_role = replica, which silences triggers but not this.
 SET session_replication_role = replica;
 DELETE FROM refinements;
