@@ -78,3 +78,48 @@ fn current_statement() -> Option<String> {
             .into_owned()
     })
 }
+
+/// Records the test-data matches of a row written under `prodguard.test_data_action = log`.
+/// (The row's own audit entry, with its old and new values, belongs to the row audit;
+/// until a table is audited this row carries the matches alone.)
+pub fn record_test_data(
+    relid: pg_sys::Oid,
+    action: &str,
+    env: Environment,
+    matches: serde_json::Value,
+) {
+    let Some(log_table) = extension::own_table(c"audit_log") else {
+        return;
+    };
+    // SAFETY: GetUserId reads a backend global; we are inside a transaction.
+    let db_user = breakglass::role_name(unsafe { pg_sys::GetUserId() });
+    let (schema, table) = extension::relation_names(relid);
+    let written = extension::as_owner_of(log_table, || {
+        Spi::run_with_args(
+            "INSERT INTO prodguard.audit_log
+                 (action, table_oid, schema_name, table_name, db_user, application_name,
+                  client_addr, environment, test_data, statement)
+             VALUES ($1, $2, $3, $4, $5, current_setting('application_name'),
+                     inet_client_addr(), $6, $7, $8)",
+            &[
+                action.into(),
+                relid.into(),
+                schema.into(),
+                table.into(),
+                db_user.into(),
+                env.name().into(),
+                pgrx::JsonB(matches).into(),
+                current_statement().into(),
+            ],
+        )
+    });
+    if let Some(Err(e)) = written {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "could not write the audit row for test data",
+            function_name!(),
+        )
+        .set_detail(e.to_string())
+        .report(PgLogLevel::ERROR)
+    }
+}

@@ -126,6 +126,12 @@ pub fn quoted_name(rel: pg_sys::Oid) -> String {
     )
 }
 
+/// `"schema"."name"` of a relation, quoted for use in SQL text.
+pub fn qualified_identifier(rel: pg_sys::Oid) -> String {
+    let (schema, name) = relation_names(rel);
+    pgrx::spi::quote_qualified_identifier(schema.unwrap_or_default(), name.unwrap_or_default())
+}
+
 /// Whether a relation is temporary (a session's own scratch space).
 pub fn is_temp(rel: pg_sys::Oid) -> bool {
     // SAFETY: syscache lookup; returns 0 for a relation that is gone.

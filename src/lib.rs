@@ -25,11 +25,13 @@ mod denial_log;
 mod environment;
 mod extension;
 mod hooks;
+mod matcher;
 mod policy;
 mod protection;
 mod row_guard;
 mod settings;
 mod status;
+mod test_data;
 
 pgrx::pg_module_magic!();
 

@@ -21,6 +21,7 @@ pub enum Guard {
     Command,
     Settings,
     Row,
+    TestData,
 }
 
 impl Guard {
@@ -29,6 +30,7 @@ impl Guard {
             Guard::Command => "command",
             Guard::Settings => "settings",
             Guard::Row => "row",
+            Guard::TestData => "test_data",
         }
     }
 }

@@ -279,6 +279,9 @@ fn protect(
     if current == Some(wanted) {
         return;
     }
+    if current.is_some_and(|c| c.test_data) != test_data {
+        crate::test_data::set_trigger(relid, test_data);
+    }
     write_config(
         "INSERT INTO prodguard.table_protection AS p
                 (table_name, audit, test_data, forbid_delete, protected_by)
@@ -315,6 +318,7 @@ fn unprotect(tbl: PgRelation) {
             "DELETE FROM prodguard.table_protection WHERE table_name = $1::regclass",
             vec![relid.into()],
         );
+        crate::test_data::set_trigger(relid, false);
     } else if !is_migration_history(relid) {
         notice(format!("{name} is not protected"));
     }

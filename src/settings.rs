@@ -50,6 +50,19 @@ impl Environment {
     }
 }
 
+/// What a test-data match does to the row (`prodguard.test_data_action`).
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TestDataAction {
+    #[name = c"reject"]
+    Reject,
+    #[name = c"warn"]
+    Warn,
+    #[name = c"log"]
+    Log,
+    #[name = c"off"]
+    Off,
+}
+
 /// One token of `prodguard.blocked_commands`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Token {
@@ -104,6 +117,8 @@ pub static PROTECTED_DATABASES: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c""));
 pub static REQUIRE_WHERE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MAX_ROWS_CHANGED: GucSetting<i32> = GucSetting::<i32>::new(10000);
+pub static TEST_DATA_ACTION: GucSetting<TestDataAction> =
+    GucSetting::<TestDataAction>::new(TestDataAction::Reject);
 
 /// Registers the GUCs and reserves the `prodguard.` prefix, so a misspelt setting is an
 /// error rather than a silently ignored placeholder.
@@ -176,6 +191,17 @@ pub fn init() {
             GucContext::Suset,
             GucFlags::default(),
             Some(check_max_rows_changed),
+            None,
+            None,
+        );
+        GucRegistry::define_enum_guc_with_hooks(
+            c"prodguard.test_data_action",
+            c"What a row carrying known test data does in production: reject, warn, log or off.",
+            c"reject refuses the row (SQLSTATE 23514); warn writes it with a WARNING; log writes it and records the matches in prodguard.audit_log; off does nothing. Staging turns reject into warn.",
+            &TEST_DATA_ACTION,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_test_data_action),
             None,
             None,
         );
@@ -300,6 +326,17 @@ unsafe extern "C-unwind" fn check_max_rows_changed(
     // SAFETY: PostgreSQL passes a valid pointer to the proposed value.
     let changed = unsafe { *newval } != MAX_ROWS_CHANGED.get();
     guard_change("prodguard.max_rows_changed", changed, source)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_test_data_action(
+    newval: *mut c_int,
+    _extra: *mut *mut c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the proposed value.
+    let changed = unsafe { *newval } != TEST_DATA_ACTION.get() as c_int;
+    guard_change("prodguard.test_data_action", changed, source)
 }
 
 #[pg_guard]

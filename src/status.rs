@@ -1,5 +1,6 @@
 //! Status: `prodguard.status()`, what this session's guards would do, one setting a row.
 
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::breakglass::{self, Override, Scope};
@@ -48,6 +49,28 @@ fn status() -> TableIterator<'static, (name!(setting, String), name!(value, Stri
     .flatten()
     .unwrap_or(0);
     rows.push(("protected_tables".into(), protected.to_string()));
+    rows.push((
+        "test_data.action".into(),
+        format!("{:?}", settings::TEST_DATA_ACTION.get()).to_lowercase(),
+    ));
+    let dictionary_table = crate::extension::own_table(c"dictionary").unwrap_or(pg_sys::InvalidOid);
+    let (dictionaries, patterns) = crate::extension::as_owner_of(dictionary_table, || {
+        Spi::get_two::<i64, i64>(
+            "SELECT (SELECT count(*) FROM prodguard.dictionary WHERE enabled),
+                    (SELECT count(*) FROM prodguard.dictionary_entry e
+                       JOIN prodguard.dictionary d ON d.name = e.dictionary WHERE d.enabled)",
+        )
+    })
+    .and_then(Result::ok)
+    .unwrap_or((None, None));
+    rows.push((
+        "test_data.dictionaries".into(),
+        dictionaries.unwrap_or(0).to_string(),
+    ));
+    rows.push((
+        "test_data.patterns".into(),
+        patterns.unwrap_or(0).to_string(),
+    ));
     rows.push((
         "protected_databases".into(),
         settings::string_setting(&settings::PROTECTED_DATABASES),

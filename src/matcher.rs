@@ -1,0 +1,305 @@
+//! Test-data matcher: every enabled dictionary pattern, compiled into one Aho-Corasick
+//! automaton, and the rules that decide whether a hit counts.
+//!
+//! Pure Rust, no PostgreSQL: `test_data` builds one `Matcher` per backend from the
+//! dictionary tables and asks it about every text value of a written row; the benchmark
+//! in `benches/matcher.rs` includes this file directly.
+//!
+//! - **Case**: patterns and values are compared case-insensitively with Unicode case
+//!   folding (`fold`). An ASCII value, the common case, is searched as it is by an
+//!   automaton built ASCII-case-insensitive over folded patterns: no copy, no allocation.
+//!   Any other value is folded into a buffer first.
+//! - **word** patterns must not continue a run of letters or digits: where the pattern
+//!   begins (ends) with a letter or digit, the character before (after) the hit must not
+//!   be one, or be the edge of the value (as `\m...\M` in PostgreSQL regular expressions).
+//!   A word pattern that starts with a dot is a domain suffix (`.test`): it must also end
+//!   the host name, so nothing of a host name (letter, digit, `.`, `-`) may follow it.
+//! - **substring** patterns match anywhere.
+//!
+//! Hits are searched overlapping, so that a hit that fails its boundary rule does not hide
+//! another pattern's valid hit at the same place.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+/// How a pattern must sit in a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Word,
+    Substring,
+}
+
+impl Kind {
+    pub fn parse(name: &str) -> Option<Kind> {
+        match name {
+            "word" => Some(Kind::Word),
+            "substring" => Some(Kind::Substring),
+            _ => None,
+        }
+    }
+}
+
+/// One pattern of one dictionary.
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    pub dictionary: String,
+    pub pattern: String,
+    pub kind: Kind,
+}
+
+/// What the automaton keeps per pattern to judge a hit.
+struct Rule {
+    kind: Kind,
+    /// The folded pattern begins / ends with a letter or digit.
+    open_left: bool,
+    open_right: bool,
+    /// A word pattern starting with '.': a domain suffix.
+    domain_suffix: bool,
+}
+
+/// A valid hit in a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// Index into the patterns the matcher was built from.
+    pub pattern: usize,
+    /// Character offsets in the original value: first character, and one past the last.
+    pub start: usize,
+    pub end: usize,
+    /// The text of the value that matched, as written.
+    pub text: String,
+}
+
+pub struct Matcher {
+    automaton: Option<AhoCorasick>,
+    patterns: Vec<Pattern>,
+    rules: Vec<Rule>,
+}
+
+impl Matcher {
+    /// Compiles the patterns. Empty patterns (after folding) are skipped: the dictionary
+    /// functions refuse them, and one would match everywhere.
+    pub fn new(patterns: Vec<Pattern>) -> Matcher {
+        let mut kept = Vec::with_capacity(patterns.len());
+        let mut folded = Vec::with_capacity(patterns.len());
+        let mut rules = Vec::with_capacity(patterns.len());
+        for p in patterns {
+            let mut f = String::with_capacity(p.pattern.len());
+            fold_into(&p.pattern, &mut f);
+            if f.is_empty() {
+                continue;
+            }
+            rules.push(Rule {
+                kind: p.kind,
+                open_left: f.chars().next().is_some_and(char::is_alphanumeric),
+                open_right: f.chars().next_back().is_some_and(char::is_alphanumeric),
+                domain_suffix: p.kind == Kind::Word && f.starts_with('.'),
+            });
+            folded.push(f);
+            kept.push(p);
+        }
+        let automaton = (!folded.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&folded)
+                .expect("patterns are plain strings")
+        });
+        Matcher {
+            automaton,
+            patterns: kept,
+            rules,
+        }
+    }
+
+    pub fn patterns(&self) -> &[Pattern] {
+        &self.patterns
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// The first valid hit in a value, if any (the per-row path).
+    pub fn first(&self, value: &str, buffer: &mut String) -> Option<Hit> {
+        self.hits(value, buffer, true).into_iter().next()
+    }
+
+    /// Every valid hit in a value, in order of position.
+    pub fn all(&self, value: &str) -> Vec<Hit> {
+        let mut buffer = String::new();
+        self.hits(value, &mut buffer, false)
+    }
+
+    fn hits(&self, value: &str, buffer: &mut String, first_only: bool) -> Vec<Hit> {
+        let Some(automaton) = &self.automaton else {
+            return Vec::new();
+        };
+        let ascii = value.is_ascii();
+        let haystack: &str = if ascii {
+            value
+        } else {
+            buffer.clear();
+            fold_into(value, buffer);
+            buffer
+        };
+        let mut found: Vec<(usize, usize, usize)> = Vec::new();
+        for m in automaton.find_overlapping_iter(haystack) {
+            let (start, end, id) = (m.start(), m.end(), m.pattern().as_usize());
+            if self.counts(haystack, start, end, &self.rules[id]) {
+                found.push((start, end, id));
+                if first_only {
+                    break;
+                }
+            }
+        }
+        found.sort_unstable();
+        found
+            .into_iter()
+            .map(|(start, end, id)| {
+                let (start, end, text) = if ascii {
+                    (start, end, value[start..end].to_string())
+                } else {
+                    original_span(value, start, end)
+                };
+                Hit {
+                    pattern: id,
+                    start,
+                    end,
+                    text,
+                }
+            })
+            .collect()
+    }
+
+    fn counts(&self, haystack: &str, start: usize, end: usize, rule: &Rule) -> bool {
+        if rule.kind == Kind::Substring {
+            return true;
+        }
+        let before = haystack[..start].chars().next_back();
+        let after = haystack[end..].chars().next();
+        if rule.open_left && before.is_some_and(char::is_alphanumeric) {
+            return false;
+        }
+        if rule.open_right && after.is_some_and(char::is_alphanumeric) {
+            return false;
+        }
+        if rule.domain_suffix && after.is_some_and(|c| c.is_alphanumeric() || c == '.' || c == '-')
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// Unicode case folding, as far as it matters for matching text: lower case, plus the
+/// full foldings that lower-casing leaves apart (ß = ss, final sigma = sigma).
+pub fn fold_into(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            'ß' | 'ẞ' => out.push_str("ss"),
+            'ς' => out.push('σ'),
+            c if c.is_ascii() => out.push(c.to_ascii_lowercase()),
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+}
+
+/// Maps a byte range of the folded value back to character offsets and text of the
+/// original value.
+fn original_span(original: &str, start: usize, end: usize) -> (usize, usize, String) {
+    let (mut folded_pos, mut first, mut last) = (0, None, original.chars().count());
+    let mut byte_first = 0;
+    let mut byte_last = original.len();
+    let mut tmp = String::new();
+    for (i, (b, c)) in original.char_indices().enumerate() {
+        if first.is_none() && folded_pos >= start {
+            first = Some(i);
+            byte_first = b;
+        }
+        if folded_pos >= end {
+            last = i;
+            byte_last = b;
+            break;
+        }
+        tmp.clear();
+        fold_into(c.encode_utf8(&mut [0; 4]), &mut tmp);
+        folded_pos += tmp.len();
+    }
+    let first = first.unwrap_or(last);
+    (first, last, original[byte_first..byte_last].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matcher(words: &[&str], substrings: &[&str]) -> Matcher {
+        let p = |s: &&str, kind| Pattern {
+            dictionary: "d".into(),
+            pattern: s.to_string(),
+            kind,
+        };
+        Matcher::new(
+            words
+                .iter()
+                .map(|s| p(s, Kind::Word))
+                .chain(substrings.iter().map(|s| p(s, Kind::Substring)))
+                .collect(),
+        )
+    }
+
+    fn texts(m: &Matcher, value: &str) -> Vec<String> {
+        m.all(value).into_iter().map(|h| h.text).collect()
+    }
+
+    #[test]
+    fn words_need_boundaries_where_they_begin_or_end_with_letters() {
+        let m = matcher(&["mountain dew", "john doe", "example.com"], &[]);
+        assert_eq!(texts(&m, "Mountain Dew 500ml"), ["Mountain Dew"]);
+        assert!(texts(&m, "Mountain Dewberry Jam").is_empty());
+        assert!(texts(&m, "Johnny Doerr").is_empty());
+        assert_eq!(texts(&m, "jane@EXAMPLE.COM"), ["EXAMPLE.COM"]);
+        assert_eq!(texts(&m, "https://www.example.com/x"), ["example.com"]);
+        assert!(texts(&m, "bigexample.com").is_empty());
+    }
+
+    #[test]
+    fn domain_suffixes_end_the_host_name() {
+        let m = matcher(&[".test", ".invalid"], &[]);
+        assert_eq!(texts(&m, "ana@shop.test"), [".test"]);
+        assert_eq!(texts(&m, "http://api.test/v1"), [".test"]);
+        assert!(texts(&m, "node app.test.js").is_empty());
+        assert!(texts(&m, "my.testament").is_empty());
+        assert!(texts(&m, "bar.test-domain.com").is_empty());
+    }
+
+    #[test]
+    fn substrings_match_anywhere() {
+        let m = matcher(&[], &["lorem"]);
+        assert_eq!(texts(&m, "XLOREMX"), ["LOREM"]);
+    }
+
+    #[test]
+    fn unicode_is_folded_and_offsets_are_characters() {
+        let m = matcher(&["crème brûlée", "strasse"], &[]);
+        let hits = m.all("Dessert: CRÈME BRÛLÉE!");
+        assert_eq!(hits.len(), 1);
+        assert_eq!((hits[0].start, hits[0].end), (9, 21));
+        assert_eq!(hits[0].text, "CRÈME BRÛLÉE");
+        assert_eq!(texts(&m, "Hauptstraße 5"), Vec::<String>::new()); // inside a word
+        assert_eq!(texts(&m, "Große Straße"), ["Straße"]);
+    }
+
+    #[test]
+    fn a_failed_boundary_does_not_hide_another_hit() {
+        let m = matcher(&["test", "test user"], &[]);
+        assert_eq!(texts(&m, "Test User"), ["Test", "Test User"]);
+        assert_eq!(texts(&m, "Testuser"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn empty_patterns_and_empty_matchers_match_nothing() {
+        let m = matcher(&[""], &[]);
+        assert!(m.is_empty());
+        assert!(m.all("anything").is_empty());
+    }
+}
