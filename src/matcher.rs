@@ -19,7 +19,10 @@
 //! Hits are searched overlapping, so that a hit that fails its boundary rule does not hide
 //! another pattern's valid hit at the same place.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+
+/// Total pattern bytes up to which the automaton is a DFA (a few MB at most).
+const SMALL_DICTIONARIES: usize = 16 * 1024;
 
 /// How a pattern must sit in a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,10 +99,19 @@ impl Matcher {
             folded.push(f);
             kept.push(p);
         }
+        // A DFA searches several times faster, but its size grows with the dictionaries:
+        // use it while they are small, a contiguous NFA (a few bytes per pattern byte) beyond.
+        let total: usize = folded.iter().map(String::len).sum();
+        let kind = if total <= SMALL_DICTIONARIES {
+            AhoCorasickKind::DFA
+        } else {
+            AhoCorasickKind::ContiguousNFA
+        };
         let automaton = (!folded.is_empty()).then(|| {
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
+                .kind(Some(kind))
                 .build(&folded)
                 .expect("patterns are plain strings")
         });
