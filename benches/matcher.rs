@@ -44,12 +44,44 @@ impl Rng {
     }
 }
 
-const FIRST: &[&str] = &["Ada", "Grace", "Jonas", "Amira", "Lukas", "Sofía", "Chen", "Olu", "Maëlle", "Ivan"];
-const LAST: &[&str] = &["Lovelace", "Hopper", "Schmidt", "Haddad", "Novak", "García", "Wei", "Adeyemi", "Dubois", "Petrov"];
+const FIRST: &[&str] = &[
+    "Ada", "Grace", "Jonas", "Amira", "Lukas", "Sofía", "Chen", "Olu", "Maëlle", "Ivan",
+];
+const LAST: &[&str] = &[
+    "Lovelace", "Hopper", "Schmidt", "Haddad", "Novak", "García", "Wei", "Adeyemi", "Dubois",
+    "Petrov",
+];
 const WORDS: &[&str] = &[
-    "organic", "still", "water", "sparkling", "orange", "juice", "oat", "milk", "whole", "wheat",
-    "bread", "smoked", "salmon", "cheddar", "mature", "free", "range", "eggs", "dark", "chocolate",
-    "crème", "fraîche", "jalapeño", "rösti", "street", "road", "lane", "avenue", "north", "south",
+    "organic",
+    "still",
+    "water",
+    "sparkling",
+    "orange",
+    "juice",
+    "oat",
+    "milk",
+    "whole",
+    "wheat",
+    "bread",
+    "smoked",
+    "salmon",
+    "cheddar",
+    "mature",
+    "free",
+    "range",
+    "eggs",
+    "dark",
+    "chocolate",
+    "crème",
+    "fraîche",
+    "jalapeño",
+    "rösti",
+    "street",
+    "road",
+    "lane",
+    "avenue",
+    "north",
+    "south",
 ];
 
 fn row_values(rng: &mut Rng, accented: bool) -> Vec<String> {
@@ -59,19 +91,36 @@ fn row_values(rng: &mut Rng, accented: bool) -> Vec<String> {
     let notes: Vec<&str> = (0..12).map(|_| rng.pick(WORDS)).collect();
     let mut values = vec![
         format!("{first} {last}"),
-        format!("{}.{}@mail-{}.com", first.to_lowercase(), last.to_lowercase(), rng.next() % 1000),
+        format!(
+            "{}.{}@mail-{}.com",
+            first.to_lowercase(),
+            last.to_lowercase(),
+            rng.next() % 1000
+        ),
         format!("+44 20 {:04} {:04}", rng.next() % 10000, rng.next() % 10000),
-        format!("{} {} {}", rng.next() % 200, rng.pick(WORDS), rng.pick(&["Road", "Street", "Lane"])),
+        format!(
+            "{} {} {}",
+            rng.next() % 200,
+            rng.pick(WORDS),
+            rng.pick(&["Road", "Street", "Lane"])
+        ),
         product.join(" "),
         format!("SKU-{:08}", rng.next() % 100_000_000),
         notes.join(" "),
         format!("{} {}", rng.pick(WORDS), rng.pick(WORDS)),
-        format!("ORD-{:06}-{:04}", rng.next() % 1_000_000, rng.next() % 10000),
+        format!(
+            "ORD-{:06}-{:04}",
+            rng.next() % 1_000_000,
+            rng.next() % 10000
+        ),
         "delivered".to_string(),
     ];
     if !accented {
         for v in &mut values {
-            *v = v.chars().map(|c| if c.is_ascii() { c } else { 'e' }).collect();
+            *v = v
+                .chars()
+                .map(|c| if c.is_ascii() { c } else { 'e' })
+                .collect();
         }
     }
     values
@@ -79,23 +128,45 @@ fn row_values(rng: &mut Rng, accented: bool) -> Vec<String> {
 
 fn dictionary(n: usize) -> Vec<Pattern> {
     let mut rng = Rng(7);
-    let syllables = ["ka", "lo", "mi", "ne", "su", "ra", "to", "vi", "ze", "qu", "ba", "do"];
+    let syllables = [
+        "ka", "lo", "mi", "ne", "su", "ra", "to", "vi", "ze", "qu", "ba", "do",
+    ];
     let mut patterns: Vec<Pattern> = (0..n)
         .map(|i| {
             let words: Vec<String> = (0..2 + i % 2)
                 .map(|_| (0..3).map(|_| rng.pick(&syllables)).collect::<String>())
                 .collect();
-            Pattern { dictionary: "fixtures".into(), pattern: words.join(" "), kind: Kind::Word }
+            Pattern {
+                dictionary: "fixtures".into(),
+                pattern: words.join(" "),
+                kind: Kind::Word,
+            }
         })
         .collect();
-    for p in ["John Doe", "Jane Doe", "Test User", "example.com", ".test", "4242 4242 4242 4242", "555-0123", "lorem ipsum"] {
-        patterns.push(Pattern { dictionary: "builtin".into(), pattern: p.into(), kind: Kind::Word });
+    for p in [
+        "John Doe",
+        "Jane Doe",
+        "Test User",
+        "example.com",
+        ".test",
+        "4242 4242 4242 4242",
+        "555-0123",
+        "lorem ipsum",
+    ] {
+        patterns.push(Pattern {
+            dictionary: "builtin".into(),
+            pattern: p.into(),
+            kind: Kind::Word,
+        });
     }
     patterns
 }
 
 fn main() {
-    println!("{:>8} {:>10} {:>10} {:>14} {:>16}", "patterns", "build ms", "heap MB", "ASCII MB/s", "accented MB/s");
+    println!(
+        "{:>8} {:>10} {:>10} {:>14} {:>16}",
+        "patterns", "build ms", "heap MB", "ASCII MB/s", "accented MB/s"
+    );
     for n in [100, 5_000, 100_000] {
         let patterns = dictionary(n);
         let before = LIVE.load(Ordering::Relaxed);
@@ -106,7 +177,9 @@ fn main() {
         let mut speeds = Vec::new();
         for accented in [false, true] {
             let mut rng = Rng(42);
-            let rows: Vec<Vec<String>> = (0..50_000).map(|_| row_values(&mut rng, accented)).collect();
+            let rows: Vec<Vec<String>> = (0..50_000)
+                .map(|_| row_values(&mut rng, accented))
+                .collect();
             let bytes: usize = rows.iter().flatten().map(String::len).sum();
             let mut buffer = String::new();
             let mut hits = 0usize;

@@ -7,7 +7,9 @@
 //! `as_owner_of`, so it works for users who cannot write the tables themselves (nobody
 //! but the owner can).
 
+use std::collections::HashMap;
 use std::ffi::{c_char, CStr};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -150,3 +152,25 @@ pub unsafe fn cstr_or(ptr: *const c_char, default: &str) -> String {
             .into_owned()
     }
 }
+
+/// Oids are small, well-spread integers: a multiplication hashes them well enough, where
+/// the default SipHash would cost more than the lookups the guards make per statement
+/// and per row.
+#[derive(Default)]
+pub struct OidHasher(u64);
+
+impl Hasher for OidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+pub type OidMap<V> = HashMap<pg_sys::Oid, V, BuildHasherDefault<OidHasher>>;

@@ -17,8 +17,6 @@
 //! what it read.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use pgrx::pg_sys;
@@ -27,7 +25,7 @@ use pgrx::prelude::*;
 use pgrx::PgRelation;
 
 use crate::breakglass::{self, Scope};
-use crate::extension;
+use crate::extension::{self, OidMap};
 use crate::policy::{self, Finding, Guard};
 use crate::settings;
 
@@ -62,27 +60,6 @@ impl Flags {
         }
     }
 }
-
-/// Oids are small, well-spread integers: a multiplication hashes them well enough, where
-/// the default SipHash would cost more than the lookup it serves on every DELETE.
-#[derive(Default)]
-struct OidHasher(u64);
-
-impl Hasher for OidHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type OidMap<V> = HashMap<pg_sys::Oid, V, BuildHasherDefault<OidHasher>>;
 
 #[derive(Default)]
 struct Cache {

@@ -17,7 +17,6 @@
 //! values inside json and jsonb (not the keys).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::ffi::CStr;
 use std::rc::Rc;
 
@@ -28,7 +27,7 @@ use pgrx::{JsonB, PgRelation};
 
 use crate::breakglass;
 use crate::denial_log::{self, Event};
-use crate::extension;
+use crate::extension::{self, OidMap};
 use crate::matcher::{Hit, Kind, Matcher, Pattern};
 use crate::policy::{self, Finding, Guard};
 use crate::settings::{self, Environment, TestDataAction};
@@ -106,7 +105,7 @@ struct Column {
 struct Cache {
     matcher: Option<Rc<Matcher>>,
     dictionary_table: Option<pg_sys::Oid>,
-    columns: HashMap<pg_sys::Oid, Rc<Vec<Column>>>,
+    columns: OidMap<Rc<Vec<Column>>>,
 }
 
 thread_local! {
