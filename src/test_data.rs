@@ -317,7 +317,11 @@ unsafe fn one(datum: pg_sys::Datum, reader: Reader, visit: &mut dyn FnMut(&str) 
             Reader::Varlena => {
                 let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
                 let bytes = pgrx::varlena::varlena_to_byte_slice(v);
-                visit(&String::from_utf8_lossy(bytes))
+                // Server text is valid in its encoding; the plain check is the fast path.
+                match std::str::from_utf8(bytes) {
+                    Ok(s) => visit(s),
+                    Err(_) => visit(&String::from_utf8_lossy(bytes)),
+                }
             }
             Reader::Output(f) => {
                 let s = pg_sys::OidOutputFunctionCall(f, datum);
