@@ -54,6 +54,23 @@ INSERT INTO customers (name, email, phone, card, notes) VALUES
     ('Foo Barrel Co', 'team@localhost-studio.com', '+1-555-010-0000', '3782 8224 6310 0051', 'Duis Pharmacy, aute road');
 SELECT count(*) AS real_rows_accepted FROM customers;
 
+-- Every text-like type is read: varchar, char, name, citext, enums, domains, arrays of them.
+CREATE EXTENSION citext;
+CREATE TYPE fixture_status AS ENUM ('live', 'John Doe');
+CREATE DOMAIN short_label AS varchar(40);
+CREATE TABLE typed_values (v varchar(40), c char(20), n name, ci citext, e fixture_status,
+    d short_label, da short_label[], i int);
+SELECT prodguard.protect('typed_values');
+INSERT INTO typed_values (v) VALUES ('Jane Doe');
+INSERT INTO typed_values (c) VALUES ('Jane Doe');
+INSERT INTO typed_values (n) VALUES ('Jane Doe');
+INSERT INTO typed_values (ci) VALUES ('Jane Doe');
+INSERT INTO typed_values (e) VALUES ('John Doe');
+INSERT INTO typed_values (d) VALUES ('Jane Doe');
+INSERT INTO typed_values (da) VALUES (ARRAY['ok', 'Jane Doe']::short_label[]);
+INSERT INTO typed_values VALUES ('Ada', 'Ada', 'Ada', 'Ada', 'live', 'Ada', ARRAY['Ada']::short_label[], 4242);
+SELECT count(*) FROM typed_values;
+
 -- Unicode case folding.
 SELECT prodguard.dictionary_add('desserts', ARRAY['crème brûlée'], 'word');
 SELECT prodguard.dictionary_add('streets', ARRAY['Straße']);
