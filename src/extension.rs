@@ -174,3 +174,17 @@ impl Hasher for OidHasher {
 }
 
 pub type OidMap<V> = HashMap<pg_sys::Oid, V, BuildHasherDefault<OidHasher>>;
+
+/// Registers a relcache invalidation callback once per backend (`registered` remembers).
+/// The callbacks of our caches only forget; they never look anything up.
+pub fn register_relcache_callback(
+    registered: &'static std::thread::LocalKey<std::cell::Cell<bool>>,
+    callback: pg_sys::RelcacheCallbackFunction,
+) {
+    if !registered.get() {
+        // SAFETY: registers a #[pg_guard] callback; PostgreSQL keeps it for the life of
+        // the backend.
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(callback, pg_sys::Datum::from(0)) };
+        registered.set(true);
+    }
+}

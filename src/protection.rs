@@ -189,12 +189,7 @@ fn partition_ancestors(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
 }
 
 fn register_callback() {
-    if !CALLBACK_REGISTERED.get() {
-        // SAFETY: registers a #[pg_guard] callback once per backend; PostgreSQL keeps it for
-        // the life of the process.
-        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), pg_sys::Datum::from(0)) };
-        CALLBACK_REGISTERED.set(true);
-    }
+    extension::register_relcache_callback(&CALLBACK_REGISTERED, Some(forget));
 }
 
 /// Relcache invalidation callback: forget, never look anything up.

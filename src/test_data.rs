@@ -117,11 +117,7 @@ thread_local! {
 }
 
 fn register_callback() {
-    if !CALLBACK_REGISTERED.get() {
-        // SAFETY: registers a #[pg_guard] callback once per backend.
-        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), pg_sys::Datum::from(0)) };
-        CALLBACK_REGISTERED.set(true);
-    }
+    extension::register_relcache_callback(&CALLBACK_REGISTERED, Some(forget));
 }
 
 /// Relcache invalidation callback: forget, never look anything up.
