@@ -125,6 +125,28 @@ pub fn current(scope: Scope) -> Override {
     Override::Valid { reason }
 }
 
+/// This backend's local transaction id (0 outside a transaction).
+pub fn local_transaction() -> u32 {
+    current_stamp().lxid
+}
+
+/// The reason of the override in force in this transaction, if any. Cheap when there is
+/// none (the per-row audit path asks for every row).
+pub fn reason_in_force() -> Option<String> {
+    // SAFETY: the GUC's storage is NULL or a NUL-terminated string owned by the GUC system.
+    let empty = unsafe {
+        let p = *settings::OVERRIDE.as_ptr();
+        p.is_null() || *p == 0
+    };
+    if empty {
+        return None;
+    }
+    match current(Scope::Transaction) {
+        Override::Valid { reason } => Some(reason),
+        _ => None,
+    }
+}
+
 /// Whether a role may break glass: a superuser or a member of prodguard_operator.
 pub fn is_operator(role: pg_sys::Oid) -> bool {
     if role == pg_sys::InvalidOid {

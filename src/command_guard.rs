@@ -37,6 +37,11 @@ struct Judged {
     scope: Scope,
 }
 
+thread_local! {
+    /// Set while pg_prodguard itself creates or drops a protected table's triggers.
+    pub static OWN_DDL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Checks one utility statement; raises an ERROR when production refuses it, and writes
 /// the audit row when an override or a staging warning lets it run.
 ///
@@ -46,7 +51,7 @@ struct Judged {
 pub unsafe fn check(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) {
     // SAFETY: guaranteed by the caller.
     let stmt = unsafe { (*pstmt).utilityStmt };
-    if stmt.is_null() {
+    if stmt.is_null() || OWN_DDL.get() {
         return;
     }
     // SAFETY: `stmt` is a valid parse node.
@@ -57,7 +62,17 @@ pub unsafe fn check(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) {
     // SAFETY: guaranteed by the caller.
     let statement = unsafe { statement_text(pstmt, query) };
     for j in judged {
-        policy::enforce(j.env, &j.finding, j.scope, statement.as_deref());
+        let audit_id = policy::enforce(j.env, &j.finding, j.scope, statement.as_deref());
+        // A protected table about to be truncated or dropped is copied first.
+        if let (Some(id), Some(rel)) = (audit_id, j.finding.relation) {
+            let destroys = matches!(
+                j.finding.command.as_str(),
+                "TRUNCATE" | "DROP TABLE" | "DROP SCHEMA"
+            );
+            if destroys && protection::flags(rel).any() {
+                crate::restore::backup(rel, id, &j.finding.command);
+            }
+        }
     }
 }
 
@@ -72,7 +87,28 @@ unsafe fn classify(stmt: *mut pg_sys::Node) -> Vec<Judged> {
         match (*stmt).type_ {
             T_TruncateStmt => truncate(&*(stmt as *mut pg_sys::TruncateStmt)),
             T_DropStmt => drop_objects(&*(stmt as *mut pg_sys::DropStmt)),
-            T_AlterTableStmt => drop_column(&*(stmt as *mut pg_sys::AlterTableStmt)),
+            T_AlterTableStmt => {
+                let s = &*(stmt as *mut pg_sys::AlterTableStmt);
+                let mut judged = drop_column(s);
+                judged.extend(trigger_switches(s));
+                judged
+            }
+            T_AlterExtensionContentsStmt => {
+                let s = &*(stmt as *mut pg_sys::AlterExtensionContentsStmt);
+                if opt_cstr(s.extname).as_deref() == Some(EXTENSION) {
+                    let verb = if s.action > 0 { "ADD" } else { "DROP" };
+                    local(
+                        Rule::Extension,
+                        &format!("ALTER EXTENSION {verb}"),
+                        format!("extension \"{EXTENSION}\""),
+                        None,
+                    )
+                    .into_iter()
+                    .collect()
+                } else {
+                    Vec::new()
+                }
+            }
             T_DropOwnedStmt => drop_owned(&*(stmt as *mut pg_sys::DropOwnedStmt)),
             T_DropdbStmt => {
                 let s = &*(stmt as *mut pg_sys::DropdbStmt);
@@ -85,6 +121,9 @@ unsafe fn classify(stmt: *mut pg_sys::Node) -> Vec<Judged> {
                         database_removal("ALTER DATABASE RENAME", s.subname, Scope::Transaction)
                     }
                     pg_sys::ObjectType::OBJECT_TABLE => migration_table_rename(s),
+                    pg_sys::ObjectType::OBJECT_TRIGGER => {
+                        trigger_change("ALTER TRIGGER RENAME", s.relation, opt_cstr(s.subname))
+                    }
                     _ => Vec::new(),
                 }
             }
@@ -192,6 +231,8 @@ enum Rule {
     },
     /// It renames a migration-history table, whose protection goes by its name.
     MigrationRename { table: String },
+    /// It switches off, drops or renames a trigger a protected table relies on.
+    ProtectedTrigger { table: String },
 }
 
 fn truncate(s: &pg_sys::TruncateStmt) -> Vec<Judged> {
@@ -361,6 +402,35 @@ fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
             }
             judged
         }
+        OBJECT_TRIGGER => objects
+            .iter_ptr()
+            .flat_map(|names| {
+                // SAFETY: DROP TRIGGER names are lists of String: [schema,] table, trigger.
+                let mut names: Vec<String> = unsafe {
+                    PgList::<pg_sys::Node>::from_pg(names as *mut pg_sys::List)
+                        .iter_ptr()
+                        .map(|n| string_node(n))
+                        .collect()
+                };
+                let trigger = names.pop();
+                let rv = {
+                    let mut list: *mut pg_sys::List = std::ptr::null_mut();
+                    for n in &names {
+                        let c = std::ffi::CString::new(n.as_str()).unwrap_or_default();
+                        // SAFETY: builds a List of String nodes naming the table.
+                        unsafe {
+                            list = pg_sys::lappend(
+                                list,
+                                pg_sys::makeString(pg_sys::pstrdup(c.as_ptr())) as *mut c_void,
+                            );
+                        }
+                    }
+                    // SAFETY: a List of String nodes.
+                    unsafe { pg_sys::makeRangeVarFromNameList(list) }
+                };
+                trigger_change("DROP TRIGGER", rv, trigger)
+            })
+            .collect(),
         OBJECT_EXTENSION => objects
             .iter_ptr()
             // SAFETY: each element is a String node.
@@ -416,6 +486,67 @@ fn drop_column(s: &pg_sys::AlterTableStmt) -> Vec<Judged> {
                 Some(table.oid),
             )
         })
+        .collect()
+}
+
+/// ALTER TABLE ... ENABLE/DISABLE TRIGGER that would switch off (or out of ALWAYS mode)
+/// the triggers a protection relies on.
+#[allow(non_upper_case_globals)]
+fn trigger_switches(s: &pg_sys::AlterTableStmt) -> Vec<Judged> {
+    use pg_sys::AlterTableType::*;
+    // SAFETY: `cmds` is a List of AlterTableCmd.
+    let cmds = unsafe { PgList::<pg_sys::AlterTableCmd>::from_pg(s.cmds) };
+    let mut judged = Vec::new();
+    for c in cmds.iter_ptr() {
+        // SAFETY: each element is a valid AlterTableCmd.
+        let (subtype, name) = unsafe { ((*c).subtype, opt_cstr((*c).name)) };
+        let (command, trigger) = match subtype {
+            AT_DisableTrig | AT_EnableTrig | AT_EnableReplicaTrig => ("ALTER TABLE TRIGGER", name),
+            AT_DisableTrigAll | AT_DisableTrigUser | AT_EnableTrigAll | AT_EnableTrigUser => {
+                ("ALTER TABLE TRIGGER", None)
+            }
+            _ => continue,
+        };
+        judged.extend(trigger_change(command, s.relation, trigger));
+    }
+    judged
+}
+
+/// A change to a trigger of `relation` (`trigger` None: all of them) that a protection
+/// relies on: the audit and test-data triggers of protected tables, and every trigger of
+/// the extension's own tables.
+fn trigger_change(
+    command: &str,
+    relation: *mut pg_sys::RangeVar,
+    trigger: Option<String>,
+) -> Vec<Judged> {
+    if relation.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a valid RangeVar from the parse tree.
+    let Some(table) = (unsafe { Table::resolve(relation) }) else {
+        return Vec::new();
+    };
+    let ours = [crate::audit::TRIGGER_NAME, crate::test_data::TRIGGER_NAME];
+    let rule = if table.schema == SCHEMA {
+        Rule::Extension
+    } else {
+        let flags = protection::flags(table.oid);
+        let relies = flags.audit || flags.test_data;
+        let touches_ours = trigger.as_deref().is_none_or(|t| ours.contains(&t));
+        if !(relies && touches_ours) {
+            return Vec::new();
+        }
+        Rule::ProtectedTrigger {
+            table: table.display(),
+        }
+    };
+    let object = match &trigger {
+        Some(t) => format!("trigger \"{t}\" of table {}", table.display()),
+        None => format!("all triggers of table {}", table.display()),
+    };
+    local(rule, command, object, Some(table.oid))
+        .into_iter()
         .collect()
 }
 
@@ -619,6 +750,9 @@ fn local(
         ),
         Rule::ForbidDelete { table, migration_history: false } => format!(
             "Table {table} is protected with forbid_delete (prodguard.protected_tables)."
+        ),
+        Rule::ProtectedTrigger { table } => format!(
+            "Table {table} is protected (prodguard.protected_tables): its audit and test-data triggers are part of that protection."
         ),
         Rule::MigrationRename { table } => format!(
             "Table {table} is a migration-history table, protected by its name: renamed, it would lose that protection."

@@ -72,7 +72,7 @@ pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
 
 /// Runs `f` with `role` as the current user. An ERROR inside `f` aborts the
 /// (sub)transaction, and PostgreSQL restores the user then.
-fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     let mut saved_user = pg_sys::InvalidOid;
     let mut saved_context = 0;
     // SAFETY: saving and setting the current user id is what fmgr_security_definer does;
@@ -186,5 +186,34 @@ pub fn register_relcache_callback(
         // the backend.
         unsafe { pg_sys::CacheRegisterRelcacheCallback(callback, pg_sys::Datum::from(0)) };
         registered.set(true);
+    }
+}
+
+/// Whether two values of a column have the same stored image (an UPDATE left the column
+/// alone). A TOASTed value that was not changed keeps the same toast pointer, so this never
+/// reads a large value.
+///
+/// # Safety
+/// Both datums must be non-null values of a column with these storage parameters.
+pub unsafe fn same_image(a: pg_sys::Datum, b: pg_sys::Datum, byval: bool, len: i16) -> bool {
+    if byval {
+        return a == b;
+    }
+    // SAFETY: guaranteed by the caller: fixed-length values have `len` bytes, varlena
+    // values carry their size in their header.
+    unsafe {
+        let (pa, pb) = (
+            a.cast_mut_ptr::<u8>() as *const u8,
+            b.cast_mut_ptr::<u8>() as *const u8,
+        );
+        let (la, lb) = match len {
+            n if n > 0 => (n as usize, n as usize),
+            -1 => (
+                pgrx::varlena::varsize_any(pa as *const pg_sys::varlena),
+                pgrx::varlena::varsize_any(pb as *const pg_sys::varlena),
+            ),
+            _ => return false,
+        };
+        la == lb && std::slice::from_raw_parts(pa, la) == std::slice::from_raw_parts(pb, lb)
     }
 }

@@ -28,6 +28,7 @@ mod hooks;
 mod matcher;
 mod policy;
 mod protection;
+mod restore;
 mod row_guard;
 mod settings;
 mod status;

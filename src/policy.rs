@@ -22,6 +22,7 @@ pub enum Guard {
     Settings,
     Row,
     TestData,
+    Audit,
 }
 
 impl Guard {
@@ -31,6 +32,7 @@ impl Guard {
             Guard::Settings => "settings",
             Guard::Row => "row",
             Guard::TestData => "test_data",
+            Guard::Audit => "audit",
         }
     }
 }
@@ -145,9 +147,16 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
 /// records the audit row of a statement that runs anyway (overridden, or warned in
 /// staging). `statement`: the text to record, when the caller knows it better than
 /// `debug_query_string` does.
-pub fn enforce(env: Environment, finding: &Finding, scope: Scope, statement: Option<&str>) {
+///
+/// Returns the id of the audit row when one was written.
+pub fn enforce(
+    env: Environment,
+    finding: &Finding,
+    scope: Scope,
+    statement: Option<&str>,
+) -> Option<i64> {
     let reason = match decide(env, finding, scope) {
-        Decision::Silent => return,
+        Decision::Silent => return None,
         Decision::Warned => None,
         Decision::Overridden(reason) => Some(reason),
         Decision::Refuse(report) => {
@@ -158,7 +167,7 @@ pub fn enforce(env: Environment, finding: &Finding, scope: Scope, statement: Opt
             unreachable!("an ERROR does not return")
         }
     };
-    crate::audit::record_command(finding, env, reason.as_deref(), statement);
+    crate::audit::record_command(finding, env, reason.as_deref(), statement)
 }
 
 fn refusal(finding: &Finding, ovr: &Override, scope: Scope) -> Report {

@@ -51,6 +51,11 @@ pub struct Flags {
 }
 
 impl Flags {
+    /// Whether the table is protected at all.
+    pub fn any(self) -> bool {
+        self.audit || self.test_data || self.forbid_delete
+    }
+
     fn union(self, other: Flags) -> Flags {
         Flags {
             audit: self.audit || other.audit,
@@ -222,6 +227,8 @@ fn protect(
     let relid = tbl.oid();
     let name = extension::describe_table(relid);
     require_protectable(&tbl);
+    // Close it (the lock stays): installing the triggers runs ALTER TABLE on it.
+    drop(tbl);
     require_owner_or_operator(relid, &name, "protect");
     let wanted = Flags {
         audit,
@@ -254,6 +261,9 @@ fn protect(
     if current.is_some_and(|c| c.test_data) != test_data {
         crate::test_data::set_trigger(relid, test_data);
     }
+    if current.is_some_and(|c| c.audit) != audit {
+        crate::audit::set_trigger(relid, audit);
+    }
     write_config(
         "INSERT INTO prodguard.table_protection AS p
                 (table_name, audit, test_data, forbid_delete, protected_by)
@@ -277,6 +287,7 @@ fn protect(
 #[pg_extern(volatile)]
 fn unprotect(tbl: PgRelation) {
     let relid = tbl.oid();
+    drop(tbl);
     let name = extension::describe_table(relid);
     require_owner_or_operator(relid, &name, "unprotect");
     if stored_flags(relid).is_some() {
@@ -291,6 +302,7 @@ fn unprotect(tbl: PgRelation) {
             vec![relid.into()],
         );
         crate::test_data::set_trigger(relid, false);
+        crate::audit::set_trigger(relid, false);
     } else if !is_migration_history(relid) {
         notice(format!("{name} is not protected"));
     }

@@ -117,6 +117,8 @@ pub static PROTECTED_DATABASES: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c""));
 pub static REQUIRE_WHERE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MAX_ROWS_CHANGED: GucSetting<i32> = GucSetting::<i32>::new(10000);
+pub static AUDIT: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static BACKUP_MAX_ROWS: GucSetting<i32> = GucSetting::<i32>::new(1_000_000);
 pub static TEST_DATA_ACTION: GucSetting<TestDataAction> =
     GucSetting::<TestDataAction>::new(TestDataAction::Reject);
 
@@ -202,6 +204,30 @@ pub fn init() {
             GucContext::Suset,
             GucFlags::default(),
             Some(check_test_data_action),
+            None,
+            None,
+        );
+        GucRegistry::define_bool_guc_with_hooks(
+            c"prodguard.audit",
+            c"Write prodguard.audit_log rows for the row changes of protected tables.",
+            c"In production, switching it off from a session needs an override.",
+            &AUDIT,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_audit),
+            None,
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"prodguard.backup_max_rows",
+            c"The most rows one overridden TRUNCATE or DROP TABLE copies into prodguard.backup_row.",
+            c"A protected table with more rows is not truncated or dropped, even with an override.",
+            &BACKUP_MAX_ROWS,
+            0,
+            i32::MAX,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_backup_max_rows),
             None,
             None,
         );
@@ -326,6 +352,28 @@ unsafe extern "C-unwind" fn check_max_rows_changed(
     // SAFETY: PostgreSQL passes a valid pointer to the proposed value.
     let changed = unsafe { *newval } != MAX_ROWS_CHANGED.get();
     guard_change("prodguard.max_rows_changed", changed, source)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_audit(
+    newval: *mut bool,
+    _extra: *mut *mut c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the proposed value.
+    let changed = unsafe { *newval } != AUDIT.get();
+    guard_change("prodguard.audit", changed, source)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_backup_max_rows(
+    newval: *mut c_int,
+    _extra: *mut *mut c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the proposed value.
+    let changed = unsafe { *newval } != BACKUP_MAX_ROWS.get();
+    guard_change("prodguard.backup_max_rows", changed, source)
 }
 
 #[pg_guard]

@@ -63,7 +63,13 @@ pub fn set_trigger(relid: pg_sys::Oid, on: bool) {
     } else {
         format!("DROP TRIGGER IF EXISTS {TRIGGER_NAME} ON {table}")
     };
-    if let Some(Err(e)) = extension::as_owner_of(relid, || Spi::run(&sql)) {
+    let done = extension::as_owner_of(relid, || {
+        crate::command_guard::OWN_DDL.set(true);
+        let r = Spi::run(&sql);
+        crate::command_guard::OWN_DDL.set(false);
+        r
+    });
+    if let Some(Err(e)) = done {
         raise(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             format!(
@@ -368,21 +374,23 @@ fn test_data_trigger<'a>(
     let data = trigger.trigger_data();
     // SAFETY: a row-level BEFORE INSERT/UPDATE trigger: tg_relation is open, tg_trigtuple
     // is the new row on INSERT and the old row on UPDATE, where tg_newtuple is the new one.
-    let found = unsafe {
-        let rel = data.tg_relation;
-        let is_update =
-            (data.tg_event & pg_sys::TRIGGER_EVENT_OPMASK) == pg_sys::TRIGGER_EVENT_UPDATE;
-        let (new_tuple, old_tuple) = if is_update {
-            (data.tg_newtuple, data.tg_trigtuple)
-        } else {
-            (data.tg_trigtuple, std::ptr::null_mut())
-        };
-        find_in_row(rel, new_tuple, old_tuple)
+    let rel = data.tg_relation;
+    let is_update = (data.tg_event & pg_sys::TRIGGER_EVENT_OPMASK) == pg_sys::TRIGGER_EVENT_UPDATE;
+    let (new_tuple, old_tuple) = if is_update {
+        (data.tg_newtuple, data.tg_trigtuple)
+    } else {
+        (data.tg_trigtuple, std::ptr::null_mut())
     };
+    // SAFETY: as above.
+    let found = unsafe { find_in_row(rel, new_tuple, old_tuple) };
     if let Some(found) = found {
         // SAFETY: tg_relation is open.
-        let relid = unsafe { (*data.tg_relation).rd_id };
-        act(env, action, relid, trigger_op(data.tg_event), &found);
+        let (relid, tupdesc) = unsafe { ((*rel).rd_id, (*rel).rd_att) };
+        let row = Row {
+            tuple: new_tuple,
+            tupdesc,
+        };
+        act(env, action, relid, trigger_op(data.tg_event), &found, row);
     }
     Ok(new)
 }
@@ -421,7 +429,7 @@ unsafe fn find_in_row(
             if !old.is_null() {
                 let mut old_null = false;
                 let before = pg_sys::heap_getattr(old, col.attnum, tupdesc, &mut old_null);
-                if !old_null && same_image(datum, before, col.typbyval, col.typlen) {
+                if !old_null && extension::same_image(datum, before, col.typbyval, col.typlen) {
                     continue;
                 }
             }
@@ -446,37 +454,21 @@ unsafe fn find_in_row(
     None
 }
 
-/// Whether two values of a column have the same stored image (an UPDATE left the column
-/// alone). A TOASTed value that was not changed keeps the same toast pointer, so this never
-/// reads a large value.
-///
-/// # Safety
-/// Both datums must be non-null values of a column with these storage parameters.
-unsafe fn same_image(a: pg_sys::Datum, b: pg_sys::Datum, byval: bool, len: i16) -> bool {
-    if byval {
-        return a == b;
-    }
-    // SAFETY: guaranteed by the caller: fixed-length values have `len` bytes, varlena
-    // values carry their size in their header.
-    unsafe {
-        let (pa, pb) = (
-            a.cast_mut_ptr::<u8>() as *const u8,
-            b.cast_mut_ptr::<u8>() as *const u8,
-        );
-        let (la, lb) = match len {
-            n if n > 0 => (n as usize, n as usize),
-            -1 => (
-                pgrx::varlena::varsize_any(pa as *const pg_sys::varlena),
-                pgrx::varlena::varsize_any(pb as *const pg_sys::varlena),
-            ),
-            _ => return false,
-        };
-        la == lb && std::slice::from_raw_parts(pa, la) == std::slice::from_raw_parts(pb, lb)
-    }
+/// What a match does, by prodguard.test_data_action and the environment.
+/// The new row, for the `log` action to find it again in the audit trigger.
+struct Row {
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
 }
 
-/// What a match does, by prodguard.test_data_action and the environment.
-fn act(env: Environment, action: TestDataAction, relid: pg_sys::Oid, op: &str, found: &Found) {
+fn act(
+    env: Environment,
+    action: TestDataAction,
+    relid: pg_sys::Oid,
+    op: &str,
+    found: &Found,
+    row: Row,
+) {
     // SAFETY: lsyscache lookup of an open relation.
     let rel_name = unsafe { extension::cstr_or(pg_sys::get_rel_name(relid), "") };
     let message = format!("new row for relation \"{rel_name}\" contains test data");
@@ -504,7 +496,7 @@ fn act(env: Environment, action: TestDataAction, relid: pg_sys::Oid, op: &str, f
     finding.sqlstate = PgSqlErrorCode::ERRCODE_CHECK_VIOLATION;
     match action {
         TestDataAction::Reject => {
-            policy::enforce(env, &finding, breakglass::Scope::Transaction, None)
+            let _ = policy::enforce(env, &finding, breakglass::Scope::Transaction, None);
         }
         TestDataAction::Warn => {
             denial_log::log(Event::Warned, &finding, None);
@@ -523,10 +515,83 @@ fn act(env: Environment, action: TestDataAction, relid: pg_sys::Oid, op: &str, f
                 "pattern": found.pattern.pattern,
                 "dictionary": found.pattern.dictionary,
             }]);
-            crate::audit::record_test_data(relid, op, env, matches);
+            if crate::protection::flags(relid).audit {
+                // The row's own audit entry (written by the AFTER trigger) carries them.
+                // SAFETY: the new row of this trigger call, with its relation's descriptor.
+                let print = unsafe { fingerprint(relid, row.tuple, row.tupdesc) };
+                PENDING.with(|p| {
+                    let mut p = p.borrow_mut();
+                    if p.len() >= 1000 {
+                        p.remove(0);
+                    }
+                    p.push((relid, print, matches));
+                });
+            } else {
+                crate::audit::record_test_data(relid, op, env, matches);
+            }
         }
         TestDataAction::Off => {}
     }
+}
+
+thread_local! {
+    /// Matches of rows written under `log` whose audit entry is still to be written by the
+    /// AFTER row trigger: (table, fingerprint of the row's scanned values, matches).
+    static PENDING: RefCell<Vec<(pg_sys::Oid, u64, serde_json::Value)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// The test-data matches recorded for this row by the BEFORE trigger, as jsonb, if any.
+/// Called by the audit trigger for every audited row: free when nothing is pending.
+///
+/// # Safety
+/// `tuple` must be NULL or a tuple of `relid` with descriptor `tupdesc`.
+pub unsafe fn take_pending(
+    relid: pg_sys::Oid,
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+) -> Option<pg_sys::Datum> {
+    if tuple.is_null() || PENDING.with(|p| p.borrow().is_empty()) {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller.
+    let print = unsafe { fingerprint(relid, tuple, tupdesc) };
+    let matches = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        let i = p.iter().position(|(r, f, _)| *r == relid && *f == print)?;
+        Some(p.remove(i).2)
+    })?;
+    Some(crate::audit::jsonb_from_text(&matches.to_string()))
+}
+
+/// A hash of the values the guard scans in a row (detoasted, so the stored row and the row
+/// before storage agree).
+///
+/// # Safety
+/// `tuple` must be a tuple of `relid` with descriptor `tupdesc`.
+unsafe fn fingerprint(
+    relid: pg_sys::Oid,
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for col in columns(relid, tupdesc).iter() {
+        let mut null = false;
+        // SAFETY: guaranteed by the caller.
+        let datum = unsafe { pg_sys::heap_getattr(tuple, col.attnum, tupdesc, &mut null) };
+        col.attnum.hash(&mut h);
+        if !null {
+            // SAFETY: a non-null value of the column's own type.
+            unsafe {
+                strings(datum, col, &mut |s| {
+                    s.hash(&mut h);
+                    false
+                })
+            };
+        }
+    }
+    h.finish()
 }
 
 /// Long matched text is cut for messages.

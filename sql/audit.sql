@@ -1,0 +1,104 @@
+-- pg_prodguard: row audit, backups and restore (SPEC §6).
+
+CREATE INDEX audit_log_table_key_idx ON prodguard.audit_log (table_oid, row_key);
+-- Operators restore from the log, so they read it too.
+GRANT SELECT ON prodguard.audit_log TO prodguard_operator;
+
+CREATE TABLE prodguard.backup_table (
+    audit_id    bigint PRIMARY KEY,
+    table_oid   oid NOT NULL,
+    schema_name text NOT NULL,
+    table_name  text NOT NULL,
+    columns     jsonb NOT NULL,
+    primary_key text[],
+    row_count   bigint NOT NULL
+);
+CREATE TABLE prodguard.backup_row (
+    audit_id bigint NOT NULL,
+    ordinal  bigint NOT NULL,
+    row_data jsonb NOT NULL,
+    PRIMARY KEY (audit_id, ordinal)
+);
+REVOKE ALL ON prodguard.backup_table, prodguard.backup_row FROM PUBLIC;
+GRANT SELECT ON prodguard.backup_table, prodguard.backup_row TO prodguard_auditor, prodguard_operator;
+COMMENT ON TABLE prodguard.backup_table IS
+    'pg_prodguard: the definition of each protected table an overridden TRUNCATE, DROP TABLE or DROP SCHEMA destroyed (append-only).';
+COMMENT ON COLUMN prodguard.backup_table.audit_id IS 'The audit_log entry of the destructive command.';
+COMMENT ON COLUMN prodguard.backup_table.table_oid IS 'The table as it was.';
+COMMENT ON COLUMN prodguard.backup_table.schema_name IS 'Its schema.';
+COMMENT ON COLUMN prodguard.backup_table.table_name IS 'Its name.';
+COMMENT ON COLUMN prodguard.backup_table.columns IS 'Its columns: name, type (format_type), not_null; enough to recreate it.';
+COMMENT ON COLUMN prodguard.backup_table.primary_key IS 'Its primary key columns.';
+COMMENT ON COLUMN prodguard.backup_table.row_count IS 'How many rows were copied to backup_row.';
+COMMENT ON TABLE prodguard.backup_row IS
+    'pg_prodguard: the rows of each protected table an overridden TRUNCATE, DROP TABLE or DROP SCHEMA destroyed (append-only).';
+COMMENT ON COLUMN prodguard.backup_row.audit_id IS 'The audit_log entry of the destructive command.';
+COMMENT ON COLUMN prodguard.backup_row.ordinal IS 'Order of the row in the copy.';
+COMMENT ON COLUMN prodguard.backup_row.row_data IS 'The row, as to_jsonb().';
+
+-- Append-only, for every role: the triggers fire ALWAYS, also under
+-- session_replication_role = replica, and the command guard refuses disabling them.
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON prodguard.audit_log
+    FOR EACH ROW EXECUTE FUNCTION prodguard.append_only();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON prodguard.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION prodguard.append_only();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON prodguard.backup_table
+    FOR EACH ROW EXECUTE FUNCTION prodguard.append_only();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON prodguard.backup_table
+    FOR EACH STATEMENT EXECUTE FUNCTION prodguard.append_only();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON prodguard.backup_row
+    FOR EACH ROW EXECUTE FUNCTION prodguard.append_only();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON prodguard.backup_row
+    FOR EACH STATEMENT EXECUTE FUNCTION prodguard.append_only();
+ALTER TABLE prodguard.audit_log ENABLE ALWAYS TRIGGER append_only, ENABLE ALWAYS TRIGGER append_only_truncate;
+ALTER TABLE prodguard.backup_table ENABLE ALWAYS TRIGGER append_only, ENABLE ALWAYS TRIGGER append_only_truncate;
+ALTER TABLE prodguard.backup_row ENABLE ALWAYS TRIGGER append_only, ENABLE ALWAYS TRIGGER append_only_truncate;
+
+-- The audit log, its backups and the protection settings are dumped with the database.
+SELECT pg_catalog.pg_extension_config_dump('prodguard.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('prodguard.audit_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('prodguard.backup_table', '');
+SELECT pg_catalog.pg_extension_config_dump('prodguard.backup_row', '');
+
+CREATE FUNCTION prodguard.undo_transaction(txid xid8, force boolean DEFAULT false)
+RETURNS bigint LANGUAGE sql VOLATILE STRICT SET search_path = pg_catalog, pg_temp
+AS 'SELECT prodguard._undo_transaction($1::text, $2)';
+
+CREATE FUNCTION prodguard.row_history(tbl regclass, key jsonb)
+RETURNS SETOF prodguard.audit_log LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.* FROM prodguard.audit_log a
+     WHERE a.table_oid IN (SELECT tbl UNION SELECT relid FROM pg_partition_tree(tbl))
+       AND a.row_key = key
+     ORDER BY a.id
+$$;
+
+CREATE VIEW prodguard.recent_destructive AS
+SELECT a.id AS audit_id, a.logged_at AS "when", a.action AS command, a.object, a.db_user,
+       a."session_user", a.application_name, a.client_addr, a.backend_pid,
+       a.override_reason AS reason, a.environment, a.statement,
+       EXISTS (SELECT FROM prodguard.backup_table b WHERE b.audit_id = a.id) AS has_backup
+  FROM prodguard.audit_log a
+ WHERE a.object IS NOT NULL
+ ORDER BY a.id DESC;
+REVOKE ALL ON prodguard.recent_destructive FROM PUBLIC;
+GRANT SELECT ON prodguard.recent_destructive TO prodguard_auditor, prodguard_operator;
+
+COMMENT ON INDEX prodguard.audit_log_table_key_idx IS 'Finds the history of one row.';
+COMMENT ON FUNCTION prodguard.append_only() IS
+    'Internal: keeps the audit log and its backups append-only.';
+COMMENT ON FUNCTION prodguard.purge_audit(interval) IS
+    'Remove audit entries (and their backups) older than the interval; members of prodguard_operator, with an override in production.';
+COMMENT ON FUNCTION prodguard.restore_row(bigint, boolean) IS
+    'Undo one audited row change; refuses if the row changed again later, unless force.';
+COMMENT ON FUNCTION prodguard.undo_transaction(xid8, boolean) IS
+    'Undo every audited row change of one transaction, newest first; returns how many.';
+COMMENT ON FUNCTION prodguard._undo_transaction(text, boolean) IS 'Internal: the body of prodguard.undo_transaction().';
+COMMENT ON FUNCTION prodguard.restore_table(regclass, timestamptz, boolean) IS
+    'Put a table back as it was at a time, as far as the audit log reaches; returns how many changes were undone.';
+COMMENT ON FUNCTION prodguard.restore_backup(bigint) IS
+    'Bring back the rows of an overridden TRUNCATE or DROP TABLE, recreating the table if it is gone.';
+COMMENT ON FUNCTION prodguard.row_history(regclass, jsonb) IS
+    'The audit entries of one row of a table (and its partitions), oldest first; key as in audit_log.row_key.';
+COMMENT ON VIEW prodguard.recent_destructive IS
+    'pg_prodguard: guarded commands that ran (overridden in production, warned in staging): when, who, from where, why.';

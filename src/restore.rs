@@ -1,0 +1,635 @@
+//! Backups and restore (SPEC §6): one call puts back what the audit log recorded.
+//!
+//! - `backup()`: before an overridden (or staging-warned) TRUNCATE, DROP TABLE or DROP
+//!   SCHEMA reaches a protected table, its definition goes to `prodguard.backup_table` and
+//!   its rows to `prodguard.backup_row`, up to `prodguard.backup_max_rows` (above that the
+//!   statement is refused even with an override).
+//! - `restore_row`, `undo_transaction`, `restore_table`: undo audited row changes, newest
+//!   first, by key (primary key, else replica identity). Without `force`, a change is not
+//!   undone when the same row changed again later outside the set being undone.
+//! - `restore_backup`: re-inserts a TRUNCATE's rows, recreating a dropped table first.
+//! - `purge_audit`: the only way rows leave the audit log (`append_only` refuses every
+//!   other UPDATE, DELETE and TRUNCATE of the extension's audit tables, superusers
+//!   included); in production it needs an override.
+//!
+//! Restores are for members of prodguard_operator; they run as the table's owner with a
+//! pinned search_path, and every restored row of an audited table is audited as RESTORE.
+
+use std::cell::Cell;
+
+use pgrx::datetime::{Interval, TimestampWithTimeZone};
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::{JsonB, PgRelation};
+
+use crate::audit::RESTORING;
+use crate::breakglass::{self, Scope};
+use crate::extension;
+use crate::policy::{self, Finding, Guard};
+use crate::settings;
+
+thread_local! {
+    /// Set while purge_audit() deletes: the only DELETE append_only() lets through.
+    static PURGING: Cell<bool> = const { Cell::new(false) };
+}
+
+extension_sql_file!(
+    "../sql/audit.sql",
+    name = "audit",
+    requires = [
+        append_only,
+        purge_audit,
+        restore_row,
+        undo_transaction,
+        restore_table,
+        restore_backup
+    ]
+);
+
+// ---------------------------------------------------------------------------------------
+// Append-only audit tables.
+
+/// Trigger on the audit tables: UPDATE, DELETE and TRUNCATE are refused for everyone,
+/// except the DELETE of purge_audit().
+#[pg_trigger]
+fn append_only<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    if PURGING.get() {
+        return Ok(trigger.old());
+    }
+    let table = trigger.table_name().unwrap_or_default();
+    let op = match trigger.op() {
+        Ok(PgTriggerOperation::Update) => "UPDATE",
+        Ok(PgTriggerOperation::Truncate) => "TRUNCATE",
+        _ => "DELETE",
+    };
+    let finding = Finding::blocked(
+        Guard::Audit,
+        op,
+        format!("table \"prodguard.{table}\""),
+        "",
+        "The audit log and its backups are append-only, for every role and in every environment.",
+        "",
+        None,
+    );
+    crate::denial_log::log(crate::denial_log::Event::Refused, &finding, None);
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("{op} of table \"prodguard.{table}\" is not allowed: it is append-only"),
+        "The audit log and its backups are append-only, for every role and in every environment.",
+        "Old entries are removed with prodguard.purge_audit(older_than), which needs an override in production.",
+    );
+    Ok(None)
+}
+
+/// Removes audit entries (and their backups) older than `older_than`; returns how many
+/// audit entries were removed. Members of prodguard_operator; an override in production.
+#[pg_extern(volatile)]
+fn purge_audit(older_than: Interval) -> i64 {
+    require_operator("purge the audit log");
+    let env = settings::environment();
+    let db = crate::environment::current_database();
+    let finding = Finding::blocked(
+        Guard::Audit,
+        "prodguard.purge_audit()",
+        format!(
+            "audit entries older than {}",
+            extension::with_pinned_search_path(|| Spi::get_one_with_args::<String>(
+                "SELECT $1::text",
+                &[older_than.into()]
+            ))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+        ),
+        format!(" in {} database \"{db}\"", env.name()),
+        "Purging removes the record of who changed what.",
+        policy::tag_hint(&db),
+        None,
+    );
+    policy::enforce(env, &finding, Scope::Transaction, None);
+    let Some(log) = extension::own_table(c"audit_log") else {
+        return 0;
+    };
+    PURGING.set(true);
+    let result = extension::as_owner_of(log, || {
+        Spi::get_one_with_args::<i64>(
+            "WITH old AS (SELECT id FROM prodguard.audit_log WHERE logged_at < now() - $1),
+                  r AS (DELETE FROM prodguard.backup_row WHERE audit_id IN (SELECT id FROM old)),
+                  t AS (DELETE FROM prodguard.backup_table WHERE audit_id IN (SELECT id FROM old)),
+                  a AS (DELETE FROM prodguard.audit_log WHERE id IN (SELECT id FROM old) RETURNING 1)
+             SELECT count(*) FROM a",
+            &[older_than.into()],
+        )
+    });
+    PURGING.set(false);
+    match result {
+        Some(Ok(n)) => n.unwrap_or(0),
+        Some(Err(e)) => {
+            raise(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                e.to_string(),
+                "",
+                "",
+            );
+            0
+        }
+        None => 0,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Backups before TRUNCATE / DROP.
+
+/// Copies a protected table that `command` is about to destroy into the backup tables,
+/// under the audit entry `audit_id`. Refuses the command when the table has more rows than
+/// prodguard.backup_max_rows.
+pub fn backup(relid: pg_sys::Oid, audit_id: i64, command: &str) {
+    let Some(log) = extension::own_table(c"backup_row") else {
+        return;
+    };
+    let table = extension::qualified_identifier(relid);
+    let limit = i64::from(settings::BACKUP_MAX_ROWS.get());
+    let done = extension::as_owner_of(log, || -> Result<(), String> {
+        let rows = Spi::get_one::<i64>(&format!("SELECT count(*) FROM {table}"))
+            .map_err(|e| e.to_string())?
+            .unwrap_or(0);
+        if rows > limit {
+            raise(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "{command} of {} is blocked: its {rows} rows are more than pg_prodguard backs up",
+                    extension::describe_table(relid)
+                ),
+                format!(
+                    "The table is protected, so its rows are copied to prodguard.backup_row first, and prodguard.backup_max_rows is {limit}."
+                ),
+                "Delete the rows in batches first (each audited), or raise prodguard.backup_max_rows with an override.",
+            );
+        }
+        Spi::run_with_args(
+            "INSERT INTO prodguard.backup_table
+                 (audit_id, table_oid, schema_name, table_name, columns, primary_key, row_count)
+             SELECT $1, c.oid, n.nspname, c.relname,
+                    (SELECT jsonb_agg(jsonb_build_object('name', a.attname,
+                                'type', format_type(a.atttypid, a.atttypmod),
+                                'not_null', a.attnotnull) ORDER BY a.attnum)
+                       FROM pg_attribute a
+                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+                    (SELECT array_agg(a.attname ORDER BY k.ord)
+                       FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
+                      WHERE i.indrelid = c.oid AND i.indisprimary
+                        AND a.attrelid = c.oid AND a.attnum = k.attnum),
+                    $3
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid = $2",
+            &[audit_id.into(), relid.into(), rows.into()],
+        )
+        .map_err(|e| e.to_string())?;
+        Spi::run_with_args(
+            &format!(
+                "INSERT INTO prodguard.backup_row (audit_id, ordinal, row_data)
+                 SELECT $1, row_number() OVER (), to_jsonb(t) FROM {table} t"
+            ),
+            &[audit_id.into()],
+        )
+        .map_err(|e| e.to_string())
+    });
+    if let Some(Err(e)) = done {
+        raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("could not back up {table}"),
+            e,
+            "",
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Restore.
+
+/// One audited row change.
+struct Change {
+    id: i64,
+    table: pg_sys::Oid,
+    key: Option<JsonB>,
+    old_row: Option<JsonB>,
+    new_row: Option<JsonB>,
+}
+
+const CHANGE_COLUMNS: &str = "id, table_oid, row_key, old_row, new_row";
+/// Row-level entries: they carry a row, and no command object.
+const ROW_ENTRIES: &str =
+    "object IS NULL AND table_oid IS NOT NULL AND (old_row IS NOT NULL OR new_row IS NOT NULL)";
+
+fn changes(filter: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) -> Vec<Change> {
+    let Some(log) = extension::own_table(c"audit_log") else {
+        return Vec::new();
+    };
+    let sql = format!(
+        "SELECT {CHANGE_COLUMNS} FROM prodguard.audit_log WHERE {ROW_ENTRIES} AND {filter} ORDER BY id DESC"
+    );
+    extension::as_owner_of(log, || {
+        Spi::connect(|client| {
+            client.select(&sql, None, &args).map(|rows| {
+                rows.filter_map(|r| {
+                    Some(Change {
+                        id: r.get::<i64>(1).ok()??,
+                        table: r.get::<pg_sys::Oid>(2).ok()??,
+                        key: r.get::<JsonB>(3).ok()?,
+                        old_row: r.get::<JsonB>(4).ok()?,
+                        new_row: r.get::<JsonB>(5).ok()?,
+                    })
+                })
+                .collect()
+            })
+        })
+    })
+    .and_then(Result::ok)
+    .unwrap_or_default()
+}
+
+/// Undoes one row change (an INSERT, UPDATE, DELETE or RESTORE). Without `force` it first
+/// checks that the row did not change again later, outside `same_set` (a transaction id
+/// whose own changes are being undone together).
+fn undo(
+    change: &Change,
+    check_later: bool,
+    tolerate_missing: bool,
+    same_set: Option<&str>,
+) -> bool {
+    let key = change.key.as_ref().unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("cannot restore audit entry {}: its table has no key", change.id),
+            format!(
+                "{} has no primary key or replica identity index, so its rows cannot be found again.",
+                extension::describe_table(change.table)
+            ),
+            "Add a primary key (or ALTER TABLE ... REPLICA IDENTITY USING INDEX) for future changes; this one can be read from old_row and put back by hand.",
+        );
+        unreachable!()
+    });
+    // SAFETY: syscache lookup.
+    if unsafe { pg_sys::get_rel_name(change.table) }.is_null() {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("cannot restore audit entry {}: its table no longer exists", change.id),
+            "The table was dropped after the change.",
+            "If it was dropped with an override, prodguard.restore_backup(<audit id of the DROP TABLE>) brings it back.",
+        );
+    }
+    if check_later {
+        let later = later_change(change, key, same_set);
+        if let Some(later) = later {
+            raise(
+                PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+                format!(
+                    "cannot restore audit entry {}: the row changed again later (audit entry {later})",
+                    change.id
+                ),
+                format!("Row {} of {} was changed after the change being undone.", key.0, extension::describe_table(change.table)),
+                "Undo the later change first, or call the restore again with force => true to put the older values back anyway.",
+            );
+        }
+    }
+    let table = extension::qualified_identifier(change.table);
+    let cols = writable_columns(change.table);
+    let keys: Vec<String> = key
+        .0
+        .as_object()
+        .map(|o| o.keys().map(pgrx::spi::quote_identifier).collect())
+        .unwrap_or_default();
+    let key_match = format!(
+        "({}) = (SELECT {} FROM jsonb_populate_record(NULL::{table}, $1) r)",
+        keys.iter()
+            .map(|k| format!("t.{k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        keys.iter()
+            .map(|k| format!("r.{k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let col_list = cols.join(", ");
+    let r_cols = cols
+        .iter()
+        .map(|c| format!("r.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (sql, arg) = match (&change.old_row, &change.new_row) {
+        (None, Some(_)) => (format!("DELETE FROM {table} t WHERE {key_match}"), key.0.clone()),
+        (Some(old), None) => (
+            format!(
+                "INSERT INTO {table} ({col_list}) OVERRIDING SYSTEM VALUE
+                 SELECT {r_cols} FROM jsonb_populate_record(NULL::{table}, $2) r"
+            ),
+            old.0.clone(),
+        ),
+        (Some(old), Some(_)) => (
+            format!(
+                "UPDATE {table} t SET ({col_list}) = (SELECT {r_cols} FROM jsonb_populate_record(NULL::{table}, $2) r)
+                  WHERE {key_match}"
+            ),
+            old.0.clone(),
+        ),
+        (None, None) => return false,
+    };
+    let changed = extension::as_owner_of(change.table, || {
+        RESTORING.set(true);
+        let result = Spi::connect_mut(|client| {
+            client
+                .update(
+                    &sql,
+                    None,
+                    &[JsonB(key.0.clone()).into(), JsonB(arg).into()],
+                )
+                .map(|t| t.len())
+        });
+        RESTORING.set(false);
+        result
+    });
+    match changed {
+        Some(Ok(1)) => true,
+        Some(Ok(_)) if tolerate_missing => false,
+        Some(Ok(_)) => {
+            raise(
+                PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+                format!(
+                    "cannot restore audit entry {}: the row is not where the audit log left it",
+                    change.id
+                ),
+                format!(
+                    "Row {} of {} is not there (or its key changed outside the audit).",
+                    key.0,
+                    extension::describe_table(change.table)
+                ),
+                "Call the restore again with force => true to skip rows that cannot be found.",
+            );
+            false
+        }
+        Some(Err(e)) => {
+            raise(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("could not restore audit entry {}", change.id),
+                e.to_string(),
+                "",
+            );
+            false
+        }
+        None => false,
+    }
+}
+
+/// A later audit entry for the same row, outside the set being undone.
+fn later_change(change: &Change, key: &JsonB, same_set: Option<&str>) -> Option<i64> {
+    let log = extension::own_table(c"audit_log")?;
+    extension::as_owner_of(log, || {
+        Spi::get_one_with_args::<i64>(
+            &format!(
+                "SELECT min(id) FROM prodguard.audit_log
+                  WHERE {ROW_ENTRIES} AND table_oid = $1 AND row_key = $2 AND id > $3
+                    AND ($4::xid8 IS NULL OR txid <> $4::xid8)"
+            ),
+            &[
+                change.table.into(),
+                JsonB(key.0.clone()).into(),
+                change.id.into(),
+                same_set.into(),
+            ],
+        )
+    })
+    .and_then(|r| r.ok())
+    .flatten()
+}
+
+/// The columns a restore writes: not dropped, not generated.
+fn writable_columns(relid: pg_sys::Oid) -> Vec<String> {
+    extension::with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT quote_ident(attname) FROM pg_attribute
+                      WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+                      ORDER BY attnum",
+                    None,
+                    &[relid.into()],
+                )
+                .map(|rows| {
+                    rows.filter_map(|r| r.get::<String>(1).ok().flatten())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    })
+}
+
+/// Undoes one audited row change. Without `force`, refuses when the row changed again
+/// after it.
+#[pg_extern(volatile)]
+fn restore_row(audit_id: i64, force: default!(bool, false)) {
+    require_operator("restore rows");
+    let found = changes("id = $1", vec![audit_id.into()]);
+    let Some(change) = found.first() else {
+        raise(
+            PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            format!("audit entry {audit_id} is not a row change"),
+            "restore_row() undoes INSERT, UPDATE, DELETE and RESTORE entries of audited tables.",
+            "For an overridden TRUNCATE or DROP TABLE use prodguard.restore_backup().",
+        );
+        return;
+    };
+    undo(change, !force, force, None);
+}
+
+/// Undoes every audited row change of one transaction, newest first; returns how many.
+/// (SQL: prodguard.undo_transaction(txid xid8, force boolean DEFAULT false).)
+#[pg_extern(name = "_undo_transaction", volatile)]
+fn undo_transaction(txid: &str, force: bool) -> i64 {
+    require_operator("undo transactions");
+    let found = changes("txid = $1::xid8", vec![txid.into()]);
+    let mut n = 0;
+    for change in &found {
+        if undo(change, !force, force, Some(txid)) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Puts a table (and its partitions) back as it was at `as_of`, as far as the audit log
+/// reaches: every later audited change is undone, newest first. Returns how many.
+#[pg_extern(volatile)]
+fn restore_table(
+    tbl: PgRelation,
+    as_of: TimestampWithTimeZone,
+    force: default!(bool, false),
+) -> i64 {
+    require_operator("restore tables");
+    let found = changes(
+        "table_oid IN (SELECT $1 UNION SELECT relid FROM pg_partition_tree($1)) AND logged_at > $2",
+        vec![tbl.oid().into(), as_of.into()],
+    );
+    drop(tbl);
+    let mut n = 0;
+    for change in &found {
+        // Every later change of the table is in the set being undone: nothing outside it
+        // to conflict with. `force` skips rows that cannot be found.
+        if undo(change, false, force, None) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Brings back the rows an overridden TRUNCATE or DROP TABLE (audit entry `audit_id`)
+/// removed, recreating the table first if it is gone. Returns how many rows.
+#[pg_extern(volatile)]
+fn restore_backup(audit_id: i64) -> i64 {
+    require_operator("restore backups");
+    let Some(log) = extension::own_table(c"backup_table") else {
+        return 0;
+    };
+    let found = extension::as_owner_of(log, || {
+        Spi::get_three_with_args::<String, String, JsonB>(
+            "SELECT schema_name, table_name, jsonb_build_object('columns', columns, 'primary_key', to_jsonb(primary_key))
+               FROM prodguard.backup_table WHERE audit_id = $1",
+            &[audit_id.into()],
+        )
+    })
+    .and_then(|r| r.ok());
+    let Some((Some(schema), Some(name), Some(def))) = found else {
+        raise(
+            PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            format!("audit entry {audit_id} has no backup"),
+            "Backups are taken when an overridden TRUNCATE, DROP TABLE or DROP SCHEMA reaches a protected table.",
+            "SELECT * FROM prodguard.recent_destructive lists the candidates.",
+        );
+        return 0;
+    };
+    let table = pgrx::spi::quote_qualified_identifier(&schema, &name);
+    let exists = extension::with_pinned_search_path(|| {
+        Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT to_regclass($1)::oid",
+            &[table.clone().into()],
+        )
+    })
+    .ok()
+    .flatten();
+    let relid = match exists {
+        Some(oid) => oid,
+        None => recreate(&schema, &table, &def.0),
+    };
+    let cols = writable_columns(relid);
+    let col_list = cols.join(", ");
+    let r_cols = cols
+        .iter()
+        .map(|c| format!("r.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO {table} ({col_list}) OVERRIDING SYSTEM VALUE
+         SELECT {r_cols} FROM prodguard.backup_row b, jsonb_populate_record(NULL::{table}, b.row_data) r
+          WHERE b.audit_id = $1 ORDER BY b.ordinal"
+    );
+    let inserted = extension::as_owner_of(relid, || {
+        RESTORING.set(true);
+        let r = Spi::connect_mut(|client| {
+            client
+                .update(&sql, None, &[audit_id.into()])
+                .map(|t| t.len())
+        });
+        RESTORING.set(false);
+        r
+    });
+    match inserted {
+        Some(Ok(n)) => n as i64,
+        Some(Err(e)) => {
+            raise(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("could not restore the backup of {table}"),
+                e.to_string(),
+                "",
+            );
+            0
+        }
+        None => 0,
+    }
+}
+
+/// Recreates a dropped table from its backed-up definition (columns, types, NOT NULL,
+/// primary key), owned by the caller; returns its oid.
+fn recreate(schema: &str, table: &str, def: &serde_json::Value) -> pg_sys::Oid {
+    let mut parts: Vec<String> = def["columns"]
+        .as_array()
+        .map(|cols| {
+            cols.iter()
+                .map(|c| {
+                    format!(
+                        "{} {}{}",
+                        pgrx::spi::quote_identifier(c["name"].as_str().unwrap_or("")),
+                        c["type"].as_str().unwrap_or("text"),
+                        if c["not_null"].as_bool() == Some(true) {
+                            " NOT NULL"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(pk) = def["primary_key"].as_array().filter(|k| !k.is_empty()) {
+        let names: Vec<String> = pk
+            .iter()
+            .filter_map(|k| k.as_str())
+            .map(pgrx::spi::quote_identifier)
+            .collect();
+        parts.push(format!("PRIMARY KEY ({})", names.join(", ")));
+    }
+    let sql = format!(
+        "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE {table} ({})",
+        pgrx::spi::quote_identifier(schema),
+        parts.join(", ")
+    );
+    extension::with_pinned_search_path(|| Spi::run(&sql)).unwrap_or_else(|e| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("could not recreate {table}"),
+            e.to_string(),
+            "",
+        );
+    });
+    extension::with_pinned_search_path(|| {
+        Spi::get_one_with_args::<pg_sys::Oid>("SELECT to_regclass($1)::oid", &[table.into()])
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(pg_sys::InvalidOid)
+}
+
+fn require_operator(what: &str) {
+    // SAFETY: GetUserId reads a backend global.
+    if !breakglass::is_operator(unsafe { pg_sys::GetUserId() }) {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to {what}"),
+            format!("Only members of {} may {what}.", breakglass::OPERATOR_ROLE),
+            "",
+        );
+    }
+}
+
+fn raise(code: PgSqlErrorCode, message: String, detail: impl Into<String>, hint: &str) {
+    let detail = detail.into();
+    let mut report = ErrorReport::new(code, message, function_name!());
+    if !detail.is_empty() {
+        report = report.set_detail(detail);
+    }
+    if !hint.is_empty() {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::ERROR);
+}
