@@ -105,13 +105,21 @@ struct Target {
 /// The key columns of a table: attribute number and name.
 type KeyColumns = Vec<(i32, String)>;
 
+/// What the audit trigger keeps per table: its key columns, and a call of to_jsonb()
+/// prepared for its row type (to_jsonb reads its argument's type from the call
+/// expression, so the FmgrInfo carries one).
+struct RelInfo {
+    keys: KeyColumns,
+    to_jsonb: *mut pg_sys::FmgrInfo,
+}
+
 thread_local! {
     static TARGET: RefCell<Option<Rc<Target>>> = const { RefCell::new(None) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// Names of the last roles seen, so the per-row path does not look them up each time.
     static ROLE_NAMES: RefCell<Vec<(pg_sys::Oid, String)>> = const { RefCell::new(Vec::new()) };
     /// Row-key columns per table.
-    static KEYS: RefCell<OidMap<Rc<KeyColumns>>> = RefCell::new(OidMap::default());
+    static RELS: RefCell<OidMap<Rc<RelInfo>>> = RefCell::new(OidMap::default());
 }
 
 /// Relcache invalidation callback: forget, never look anything up.
@@ -124,7 +132,7 @@ unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
             }
         }
     });
-    KEYS.with(|k| {
+    RELS.with(|k| {
         if let Ok(mut k) = k.try_borrow_mut() {
             if relid == pg_sys::InvalidOid {
                 k.clear();
@@ -269,39 +277,69 @@ pub fn jsonb_from_text(json: &str) -> pg_sys::Datum {
     }
 }
 
-/// A row as jsonb, by PostgreSQL's row_to_json (types kept as JSON types).
+/// A row as jsonb, by PostgreSQL's own to_jsonb() (types kept as JSON types), called
+/// through the table's prepared FmgrInfo.
 ///
 /// # Safety
-/// `tuple` must be a tuple of a relation whose descriptor is `tupdesc`.
-pub unsafe fn row_jsonb(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> pg_sys::Datum {
-    // SAFETY: guaranteed by the caller; row_to_json reads the composite datum's own type.
+/// `tuple` must be a tuple of the relation `info` was prepared for, with descriptor
+/// `tupdesc`.
+unsafe fn row_jsonb(
+    info: &RelInfo,
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+) -> pg_sys::Datum {
+    // SAFETY: guaranteed by the caller.
     unsafe {
         let record = pg_sys::heap_copy_tuple_as_datum(tuple, tupdesc);
-        let json = pgrx::direct_function_call_as_datum(pg_sys::row_to_json, &[Some(record)])
-            .expect("row_to_json returns a value");
-        let text = pg_sys::text_to_cstring(json.cast_mut_ptr());
-        pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(text))])
-            .expect("jsonb_in returns a value")
+        pg_sys::FunctionCall1Coll(info.to_jsonb, pg_sys::InvalidOid, record)
     }
+}
+
+/// The per-table information of the audit trigger, prepared once per backend.
+///
+/// # Safety
+/// `rel` must be open.
+unsafe fn rel_info(rel: pg_sys::Relation) -> Rc<RelInfo> {
+    // SAFETY: guaranteed by the caller.
+    let relid = unsafe { (*rel).rd_id };
+    if let Some(info) = RELS.with(|r| r.borrow().get(&relid).cloned()) {
+        return info;
+    }
+    // SAFETY: the FmgrInfo and its call expression live in TopMemoryContext, as long as
+    // the backend (a few hundred bytes per table, renewed only after an invalidation).
+    let info = unsafe {
+        let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+        let flinfo =
+            pg_sys::palloc0(std::mem::size_of::<pg_sys::FmgrInfo>()) as *mut pg_sys::FmgrInfo;
+        let to_jsonb = pg_sys::Oid::from(pg_sys::F_TO_JSONB);
+        pg_sys::fmgr_info_cxt(to_jsonb, flinfo, pg_sys::TopMemoryContext);
+        let arg = pg_sys::makeNullConst((*(*rel).rd_att).tdtypeid, -1, pg_sys::InvalidOid);
+        let args = pg_sys::lappend(std::ptr::null_mut(), arg as *mut std::ffi::c_void);
+        (*flinfo).fn_expr = pg_sys::makeFuncExpr(
+            to_jsonb,
+            pg_sys::JSONBOID,
+            args,
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+        ) as *mut pg_sys::Node;
+        pg_sys::MemoryContextSwitchTo(old);
+        Rc::new(RelInfo {
+            keys: key_columns(rel),
+            to_jsonb: flinfo,
+        })
+    };
+    RELS.with(|r| r.borrow_mut().insert(relid, info.clone()));
+    info
 }
 
 /// The key of a row (primary key, else replica identity) as a jsonb object taken from the
 /// row's jsonb; `None` for a table with neither.
 ///
 /// # Safety
-/// `rel` must be open and `row` a jsonb object of one of its rows.
-unsafe fn row_key(rel: pg_sys::Relation, row: pg_sys::Datum) -> Option<pg_sys::Datum> {
-    // SAFETY: guaranteed by the caller.
-    let relid = unsafe { (*rel).rd_id };
-    let keys = match KEYS.with(|k| k.borrow().get(&relid).cloned()) {
-        Some(k) => k,
-        None => {
-            // SAFETY: as above.
-            let k = Rc::new(unsafe { key_columns(rel) });
-            KEYS.with(|c| c.borrow_mut().insert(relid, k.clone()));
-            k
-        }
-    };
+/// `row` must be a jsonb object of a row of the table `info` describes.
+unsafe fn row_key(info: &RelInfo, row: pg_sys::Datum) -> Option<pg_sys::Datum> {
+    let keys = &info.keys;
     if keys.is_empty() {
         return None;
     }
@@ -412,9 +450,10 @@ fn audit_trigger<'a>(
                 _ => "DELETE",
             }
         };
-        let old_row = (!old.is_null()).then(|| row_jsonb(old, tupdesc));
-        let new_row = (!new.is_null()).then(|| row_jsonb(new, tupdesc));
-        let key = new_row.or(old_row).and_then(|r| row_key(rel, r));
+        let info = rel_info(rel);
+        let old_row = (!old.is_null()).then(|| row_jsonb(&info, old, tupdesc));
+        let new_row = (!new.is_null()).then(|| row_jsonb(&info, new, tupdesc));
+        let key = new_row.or(old_row).and_then(|r| row_key(&info, r));
         let changed_columns =
             (!old.is_null() && !new.is_null()).then(|| changed(old, new, tupdesc));
         let test_data = crate::test_data::take_pending((*rel).rd_id, new, tupdesc);

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Cost of the row audit: transactions inserting 100 rows of 10 columns (benches/audit.pgbench),
+# 2 clients, into three tables of one production database, runs interleaved:
+#   bare     not audited;
+#   audit    prodguard.protect(audit => true, test_data => false): one audit_log row per row;
+#   plpgsql  a supa_audit-style PL/pgSQL AFTER row trigger inserting to_jsonb(NEW)/to_jsonb(OLD)
+#            into an audit table with an id, a timestamp and indexes on time and table.
+# Prints median TPS of each, audit/bare and audit/plpgsql.
+#
+#   benches/pgbench_audit.sh [rounds] [seconds per run]     (defaults: 5 rounds, 20 s)
+source "$(dirname "$0")/lib.sh"
+
+rounds=${1:-5}
+seconds=${2:-20}
+start_bench_cluster
+with_preload pg_prodguard
+psql -X -q -d postgres >/dev/null <<'SQL'
+CREATE EXTENSION pg_prodguard;
+CREATE TABLE t_bare (id bigint PRIMARY KEY, name text, email text, phone text, address text,
+    product text, sku text, notes text, store text, status text);
+CREATE TABLE t_audit (LIKE t_bare INCLUDING ALL);
+CREATE TABLE t_plpgsql (LIKE t_bare INCLUDING ALL);
+SELECT prodguard.protect('t_audit', audit => true, test_data => false);
+CREATE SCHEMA audit;
+CREATE TABLE audit.record_version (
+    id bigserial PRIMARY KEY, record_id jsonb, op text NOT NULL, ts timestamptz NOT NULL DEFAULT now(),
+    table_oid oid NOT NULL, table_schema name NOT NULL, table_name name NOT NULL,
+    record jsonb, old_record jsonb);
+CREATE INDEX ON audit.record_version USING brin (ts);
+CREATE INDEX ON audit.record_version (table_oid);
+CREATE FUNCTION audit.insert_update_delete_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO audit.record_version (record_id, op, table_oid, table_schema, table_name, record, old_record)
+    VALUES (jsonb_build_object('id', coalesce(NEW.id, OLD.id)), TG_OP, TG_RELID, TG_TABLE_SCHEMA,
+            TG_TABLE_NAME, CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END,
+            CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER audit_i_u_d AFTER INSERT OR UPDATE OR DELETE ON t_plpgsql
+    FOR EACH ROW EXECUTE FUNCTION audit.insert_update_delete_trigger();
+SQL
+script="$(dirname "$0")/audit.pgbench"
+declare -A results=([bare]="" [audit]="" [plpgsql]="")
+order=(bare audit plpgsql)
+for ((i = 1; i <= rounds; i++)); do
+    line="round $i:"
+    for config in "${order[@]}"; do
+        t=$(tps -c 2 -j 2 -T "$seconds" -f "$script" -D tbl="t_$config")
+        results[$config]+="$t "
+        line+=$(printf '  %s %8.1f' "$config" "$t")
+    done
+    echo "$line"
+    order=("${order[2]}" "${order[0]}" "${order[1]}")
+done
+# shellcheck disable=SC2086
+b=$(median ${results[bare]}) a=$(median ${results[audit]}) p=$(median ${results[plpgsql]})
+awk -v b="$b" -v a="$a" -v p="$p" -v r="$rounds" -v s="$seconds" 'BEGIN {
+    printf "100-row INSERTs of 10 columns, 2 clients, %d x %d s each, median rows/s: bare %.0f, audit %.0f (%.3f x bare), PL/pgSQL audit trigger %.0f (audit = %.2f x PL/pgSQL)\n", r, s, b * 100, a * 100, a / b, p * 100, a / p
+}'
