@@ -4,14 +4,21 @@
 # instruction count does not move with the load of a shared machine. Each kind of
 # statement is run N and 2N times; the difference divided by N removes start-up costs.
 #
-#   benches/instructions.sh [N]      (default 2000; about a minute per kind and config)
+#   benches/instructions.sh [N] [section...]   (default 2000; sections: guards test_data
+#                                               audit, default all three; about a minute
+#                                               per kind and config)
 #
 # Kinds: update (UPDATE kv ... WHERE id = n), delete (DELETE ... WHERE id = n then INSERT
 # it back: 2 statements), select (SELECT ... WHERE id = n), utility (BEGIN; SET LOCAL ...;
-# COMMIT: 3 statements). Database production, extension created.
+# COMMIT: 3 statements). Database production, extension created. Section audit: a 100-row
+# INSERT (as benches/audit.pgbench) into a plain table, one protected with audit => true and
+# one with a supa_audit-style PL/pgSQL trigger (as benches/pgbench_audit.sh); per line of
+# input, so per 100 rows.
 source "$(dirname "$0")/lib.sh"
 
 n=${1:-2000}
+shift || true
+sections=${*:-guards test_data audit}
 command -v valgrind >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind
 start_bench_cluster
 psql -X -q -d postgres -c "CREATE TABLE kv (id int PRIMARY KEY, v int NOT NULL)" \
@@ -25,7 +32,13 @@ CREATE TABLE t_bare (id bigint, name text, email text, phone text, address text,
 CREATE TABLE t_guard (LIKE t_bare);
 SELECT prodguard.dictionary_add('bench', array_agg('Fixture Product ' || g)) FROM generate_series(1, 5000) g;
 SELECT prodguard.protect('t_guard', audit => false, test_data => true);
+CREATE TABLE a_bare (LIKE t_bare INCLUDING ALL);
+ALTER TABLE a_bare ADD PRIMARY KEY (id);
+CREATE TABLE a_audit (LIKE a_bare INCLUDING ALL);
+CREATE TABLE a_plpgsql (LIKE a_bare INCLUDING ALL);
+SELECT prodguard.protect('a_audit', audit => true, test_data => false);
 SQL
+psql -X -q -d postgres -v tbl=a_plpgsql >/dev/null <"$(dirname "$0")/plpgsql_audit.sql"
 stop_cluster bench
 trap - EXIT
 pristine="$(cluster_base)/bench/data"
@@ -38,6 +51,7 @@ statements() { # kind count
         if (kind == "update") print "UPDATE kv SET v = v + 1 WHERE id = " id
         else if (kind == "delete") { print "DELETE FROM kv WHERE id = " id; print "INSERT INTO kv VALUES (" id ", 0)" }
         else if (kind == "select") print "SELECT v FROM kv WHERE id = " id
+        else if (kind ~ /^audit_/) { t = substr(kind, 7); print "INSERT INTO a_" t " SELECT " id " * 1000 + g, '\''Ada Lovelace'\'', '\''ada.lovelace'\'' || g || '\''@mail-co.com'\'', '\''+44 20 '\'' || g, g % 200 || '\'' Analytical Engine Road'\'', '\''Organic still water 2L'\'', '\''SKU-'\'' || g, '\''Delivered to the side door, customer asked for a call on arrival'\'', '\''Co-op Food Manchester'\'', '\''delivered'\'' FROM generate_series(1, 100) g" }
         else if (kind ~ /^insert_/) { t = substr(kind, 8); print "INSERT INTO t_" t " VALUES (" id ", '\''Ada Lovelace'\'', '\''ada" id "@mail-co.com'\'', '\''+44 20 " id "'\'', '\''12 Analytical Engine Road'\'', '\''Organic still water 2L'\'', '\''SKU-" id "'\'', '\''Delivered to the side door, customer asked for a call'\'', '\''Co-op Food Manchester'\'', '\''delivered'\'')" }
         else { print "BEGIN"; print "SET LOCAL application_name = '\''x'\''"; print "COMMIT" } } }'
 }
@@ -51,17 +65,40 @@ instructions() { # kind count preload
         "$PG_BIN/postgres" --single -D "$data" -c "shared_preload_libraries=$3" postgres \
         <"$work/in.sql" 2>&1 >/dev/null | awk '/Collected/ { print $NF }'
 }
-printf '%-8s %14s %14s %8s\n' kind "not preloaded" "pg_prodguard" ratio
-for kind in update delete select utility; do
-    off=$(( ($(instructions "$kind" $((2 * n)) "") - $(instructions "$kind" "$n" "")) / n ))
-    on=$(( ($(instructions "$kind" $((2 * n)) pg_prodguard) - $(instructions "$kind" "$n" pg_prodguard)) / n ))
-    awk -v k="$kind" -v a="$off" -v b="$on" 'BEGIN { printf "%-8s %14d %14d %8.4f\n", k, a, b, a / b }'
+per_line() { # kind preload
+    echo $(( ($(instructions "$1" $((2 * n)) "$2") - $(instructions "$1" "$n" "$2")) / n ))
+}
+for section in $sections; do
+    case $section in
+    guards)
+        printf '%-8s %14s %14s %8s\n' kind "not preloaded" "pg_prodguard" ratio
+        for kind in update delete select utility; do
+            off=$(per_line "$kind" "")
+            on=$(per_line "$kind" pg_prodguard)
+            awk -v k="$kind" -v a="$off" -v b="$on" 'BEGIN { printf "%-8s %14d %14d %8.4f\n", k, a, b, a / b }'
+        done
+        echo "(instructions per line of input; ratio = not preloaded / pg_prodguard, 1.0 = no cost)"
+        echo
+        ;;
+    test_data)
+        echo "test-data guard, both preloaded: INSERT of a 10-column row into a plain table and into"
+        echo "one protected with test_data => true (built-ins + 5,000 patterns)"
+        bare=$(per_line insert_bare pg_prodguard)
+        guard=$(per_line insert_guard pg_prodguard)
+        awk -v a="$bare" -v b="$guard" 'BEGIN { printf "insert   %14d %14d %8.4f\n", a, b, a / b }'
+        echo
+        ;;
+    audit)
+        echo "row audit, preloaded: 100-row INSERT, instructions per row"
+        bare=$(per_line audit_bare pg_prodguard)
+        ours=$(per_line audit_audit pg_prodguard)
+        plpgsql=$(per_line audit_plpgsql pg_prodguard)
+        awk -v b="$bare" -v a="$ours" -v p="$plpgsql" 'BEGIN {
+            printf "bare %d, pg_prodguard audit %d (+%d per row), PL/pgSQL trigger %d (+%d per row)\n", b / 100, a / 100, (a - b) / 100, p / 100, (p - b) / 100
+            printf "speed ratios: audit/bare %.3f, PL/pgSQL/bare %.3f, audit = %.2f x PL/pgSQL\n", b / a, b / p, p / a }'
+        echo
+        ;;
+    *) echo "unknown section $section" >&2; exit 2 ;;
+    esac
 done
-echo "(instructions per line of input; ratio = not preloaded / pg_prodguard, 1.0 = no cost)"
-echo
-echo "test-data guard, both preloaded: INSERT of a 10-column row into a plain table and into"
-echo "one protected with test_data => true (built-ins + 5,000 patterns)"
-bare=$(( ($(instructions insert_bare $((2 * n)) pg_prodguard) - $(instructions insert_bare "$n" pg_prodguard)) / n ))
-guard=$(( ($(instructions insert_guard $((2 * n)) pg_prodguard) - $(instructions insert_guard "$n" pg_prodguard)) / n ))
-awk -v a="$bare" -v b="$guard" 'BEGIN { printf "insert   %14d %14d %8.4f\n", a, b, a / b }'
 as_root rm -rf "$work"

@@ -4,7 +4,8 @@
 #   bare     not audited;
 #   audit    prodguard.protect(audit => true, test_data => false): one audit_log row per row;
 #   plpgsql  a supa_audit-style PL/pgSQL AFTER row trigger inserting to_jsonb(NEW)/to_jsonb(OLD)
-#            into an audit table with an id, a timestamp and indexes on time and table.
+#            into an audit table with an id, a timestamp and indexes on time and table
+#            (benches/plpgsql_audit.sql).
 # Prints median TPS of each, audit/bare and audit/plpgsql.
 #
 #   benches/pgbench_audit.sh [rounds] [seconds per run]     (defaults: 5 rounds, 20 s)
@@ -21,24 +22,8 @@ CREATE TABLE t_bare (id bigint PRIMARY KEY, name text, email text, phone text, a
 CREATE TABLE t_audit (LIKE t_bare INCLUDING ALL);
 CREATE TABLE t_plpgsql (LIKE t_bare INCLUDING ALL);
 SELECT prodguard.protect('t_audit', audit => true, test_data => false);
-CREATE SCHEMA audit;
-CREATE TABLE audit.record_version (
-    id bigserial PRIMARY KEY, record_id jsonb, op text NOT NULL, ts timestamptz NOT NULL DEFAULT now(),
-    table_oid oid NOT NULL, table_schema name NOT NULL, table_name name NOT NULL,
-    record jsonb, old_record jsonb);
-CREATE INDEX ON audit.record_version USING brin (ts);
-CREATE INDEX ON audit.record_version (table_oid);
-CREATE FUNCTION audit.insert_update_delete_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO audit.record_version (record_id, op, table_oid, table_schema, table_name, record, old_record)
-    VALUES (jsonb_build_object('id', coalesce(NEW.id, OLD.id)), TG_OP, TG_RELID, TG_TABLE_SCHEMA,
-            TG_TABLE_NAME, CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END,
-            CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END);
-    RETURN NULL;
-END $$;
-CREATE TRIGGER audit_i_u_d AFTER INSERT OR UPDATE OR DELETE ON t_plpgsql
-    FOR EACH ROW EXECUTE FUNCTION audit.insert_update_delete_trigger();
 SQL
+psql -X -q -d postgres -v tbl=t_plpgsql >/dev/null <"$(dirname "$0")/plpgsql_audit.sql"
 script="$(dirname "$0")/audit.pgbench"
 declare -A results=([bare]="" [audit]="" [plpgsql]="")
 order=(bare audit plpgsql)
