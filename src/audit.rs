@@ -5,8 +5,9 @@
 //!   staging): action = the command, the object, the statement, who, from where and why;
 //! - one row per row changed in a table protected with `audit => true`, written by the
 //!   AFTER row trigger `zz_prodguard_audit`: the row's key, its old and new values as
-//!   jsonb (built by PostgreSQL's own row_to_json, so numbers stay numbers, arrays arrays
-//!   and nested json nested), and the columns an UPDATE changed.
+//!   jsonb (the same jsonb as to_jsonb(row), written directly by `row_json`, so numbers
+//!   stay numbers, arrays arrays and nested json nested), and the columns an UPDATE
+//!   changed.
 //!
 //! The writer forms the tuple and inserts it directly into the heap and indexes
 //! (`CatalogTupleInsert`), without SPI or permission checks: the per-row path costs one
@@ -19,7 +20,7 @@
 //! silence it; the command guard refuses disabling, dropping or renaming it in production.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::{c_char, CStr};
+use std::ffi::CStr;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
@@ -29,6 +30,7 @@ use pgrx::prelude::*;
 use crate::breakglass;
 use crate::extension::{self, OidMap};
 use crate::policy::Finding;
+use crate::row_json::{self, RowJson};
 use crate::settings::{self, Environment};
 
 /// The name of the row-audit trigger `protect(audit => true)` installs.
@@ -102,15 +104,11 @@ struct Target {
     owner: pg_sys::Oid,
 }
 
-/// The key columns of a table: attribute number and name.
-type KeyColumns = Vec<(i32, String)>;
-
-/// What the audit trigger keeps per table: its key columns, and a call of to_jsonb()
-/// prepared for its row type (to_jsonb reads its argument's type from the call
-/// expression, so the FmgrInfo carries one).
+/// What the audit trigger keeps per table: encoders for its rows and for their keys
+/// (primary key, else replica identity; `None` for a table with neither).
 struct RelInfo {
-    keys: KeyColumns,
-    to_jsonb: *mut pg_sys::FmgrInfo,
+    row: RowJson,
+    key: Option<RowJson>,
 }
 
 thread_local! {
@@ -277,25 +275,7 @@ pub fn jsonb_from_text(json: &str) -> pg_sys::Datum {
     }
 }
 
-/// A row as jsonb, by PostgreSQL's own to_jsonb() (types kept as JSON types), called
-/// through the table's prepared FmgrInfo.
-///
-/// # Safety
-/// `tuple` must be a tuple of the relation `info` was prepared for, with descriptor
-/// `tupdesc`.
-unsafe fn row_jsonb(
-    info: &RelInfo,
-    tuple: pg_sys::HeapTuple,
-    tupdesc: pg_sys::TupleDesc,
-) -> pg_sys::Datum {
-    // SAFETY: guaranteed by the caller.
-    unsafe {
-        let record = pg_sys::heap_copy_tuple_as_datum(tuple, tupdesc);
-        pg_sys::FunctionCall1Coll(info.to_jsonb, pg_sys::InvalidOid, record)
-    }
-}
-
-/// The per-table information of the audit trigger, prepared once per backend.
+/// The per-table encoders of the audit trigger, prepared once per backend.
 ///
 /// # Safety
 /// `rel` must be open.
@@ -305,75 +285,24 @@ unsafe fn rel_info(rel: pg_sys::Relation) -> Rc<RelInfo> {
     if let Some(info) = RELS.with(|r| r.borrow().get(&relid).cloned()) {
         return info;
     }
-    // SAFETY: the FmgrInfo and its call expression live in TopMemoryContext, as long as
-    // the backend (a few hundred bytes per table, renewed only after an invalidation).
+    // SAFETY: the relation and its descriptor are valid while it is open.
     let info = unsafe {
-        let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
-        let flinfo =
-            pg_sys::palloc0(std::mem::size_of::<pg_sys::FmgrInfo>()) as *mut pg_sys::FmgrInfo;
-        let to_jsonb = pg_sys::Oid::from(pg_sys::F_TO_JSONB);
-        pg_sys::fmgr_info_cxt(to_jsonb, flinfo, pg_sys::TopMemoryContext);
-        let arg = pg_sys::makeNullConst((*(*rel).rd_att).tdtypeid, -1, pg_sys::InvalidOid);
-        let args = pg_sys::lappend(std::ptr::null_mut(), arg as *mut std::ffi::c_void);
-        (*flinfo).fn_expr = pg_sys::makeFuncExpr(
-            to_jsonb,
-            pg_sys::JSONBOID,
-            args,
-            pg_sys::InvalidOid,
-            pg_sys::InvalidOid,
-            pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
-        ) as *mut pg_sys::Node;
-        pg_sys::MemoryContextSwitchTo(old);
+        let tupdesc = (*rel).rd_att;
+        let keys = key_attnums(rel);
         Rc::new(RelInfo {
-            keys: key_columns(rel),
-            to_jsonb: flinfo,
+            row: RowJson::new(tupdesc, None),
+            key: (!keys.is_empty()).then(|| RowJson::new(tupdesc, Some(&keys))),
         })
     };
     RELS.with(|r| r.borrow_mut().insert(relid, info.clone()));
     info
 }
 
-/// The key of a row (primary key, else replica identity) as a jsonb object taken from the
-/// row's jsonb; `None` for a table with neither.
-///
-/// # Safety
-/// `row` must be a jsonb object of a row of the table `info` describes.
-unsafe fn row_key(info: &RelInfo, row: pg_sys::Datum) -> Option<pg_sys::Datum> {
-    let keys = &info.keys;
-    if keys.is_empty() {
-        return None;
-    }
-    let mut json = String::from("{");
-    for (i, (_, name)) in keys.iter().enumerate() {
-        // SAFETY: jsonb_object_field takes a jsonb and a text; jsonb_out returns a C string.
-        let value = unsafe {
-            pgrx::direct_function_call_as_datum(
-                pg_sys::jsonb_object_field,
-                &[Some(row), name.as_str().into_datum()],
-            )
-            .map(|v| {
-                let out = pgrx::direct_function_call_as_datum(pg_sys::jsonb_out, &[Some(v)])
-                    .expect("jsonb_out returns a value");
-                extension::cstr_or(out.cast_mut_ptr::<c_char>(), "null")
-            })
-            .unwrap_or_else(|| "null".to_string())
-        };
-        if i > 0 {
-            json.push_str(", ");
-        }
-        json.push_str(&serde_json::to_string(name).unwrap_or_default());
-        json.push_str(": ");
-        json.push_str(&value);
-    }
-    json.push('}');
-    Some(jsonb_from_text(&json))
-}
-
-/// The columns of the primary key, else of the replica identity index.
+/// The attribute numbers of the primary key, else of the replica identity index.
 ///
 /// # Safety
 /// `rel` must be open.
-unsafe fn key_columns(rel: pg_sys::Relation) -> KeyColumns {
+unsafe fn key_attnums(rel: pg_sys::Relation) -> Vec<i32> {
     // SAFETY: guaranteed by the caller; the bitmaps hold attnums offset by
     // FirstLowInvalidHeapAttributeNumber.
     unsafe {
@@ -387,8 +316,7 @@ unsafe fn key_columns(rel: pg_sys::Relation) -> KeyColumns {
                 pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_IDENTITY_KEY,
             );
         }
-        let tupdesc = (*rel).rd_att;
-        let mut cols = Vec::new();
+        let mut attnums = Vec::new();
         let mut m = -1;
         loop {
             m = pg_sys::bms_next_member(set, m);
@@ -397,16 +325,10 @@ unsafe fn key_columns(rel: pg_sys::Relation) -> KeyColumns {
             }
             let attnum = m + pg_sys::FirstLowInvalidHeapAttributeNumber;
             if attnum > 0 {
-                let att = &*(*tupdesc).attrs.as_ptr().add(attnum as usize - 1);
-                cols.push((
-                    attnum,
-                    CStr::from_ptr(att.attname.data.as_ptr())
-                        .to_string_lossy()
-                        .into_owned(),
-                ));
+                attnums.push(attnum);
             }
         }
-        cols
+        attnums
     }
 }
 
@@ -451,9 +373,16 @@ fn audit_trigger<'a>(
             }
         };
         let info = rel_info(rel);
-        let old_row = (!old.is_null()).then(|| row_jsonb(&info, old, tupdesc));
-        let new_row = (!new.is_null()).then(|| row_jsonb(&info, new, tupdesc));
-        let key = new_row.or(old_row).and_then(|r| row_key(&info, r));
+        let (mut values, mut nulls) = (Vec::new(), Vec::new());
+        let mut key = None;
+        let mut encode = |tuple: pg_sys::HeapTuple| {
+            row_json::deform(tuple, tupdesc, &mut values, &mut nulls);
+            // the key of the new row, else of the old one
+            key = info.key.as_ref().map(|k| k.encode(&values, &nulls));
+            info.row.encode(&values, &nulls)
+        };
+        let old_row = (!old.is_null()).then(|| encode(old));
+        let new_row = (!new.is_null()).then(|| encode(new));
         let changed_columns =
             (!old.is_null() && !new.is_null()).then(|| changed(old, new, tupdesc));
         let test_data = crate::test_data::take_pending((*rel).rd_id, new, tupdesc);

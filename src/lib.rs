@@ -30,6 +30,7 @@ mod policy;
 mod protection;
 mod restore;
 mod row_guard;
+mod row_json;
 mod settings;
 mod status;
 mod test_data;
