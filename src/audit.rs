@@ -227,6 +227,7 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
         }
         let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
         pg_sys::CatalogTupleInsert(rel, tuple);
+        crate::shared::count(crate::shared::Counter::AuditRowsWritten);
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         Some(id)
     }

@@ -13,6 +13,11 @@
 //! ```
 //! (one line in the log; wrapped here). The event word is `refused`, `warned` or
 //! `overridden`.
+//!
+//! A refusal is also put into the shared denial queue (`shared`) before the error is
+//! raised; a background worker (`denial_worker`) writes it to `prodguard.denial_log` of
+//! this database in its own transaction, so it survives the rollback. Every event also
+//! bumps its counter in `prodguard.metrics`.
 
 use std::ffi::CStr;
 
@@ -22,7 +27,8 @@ use pgrx::prelude::*;
 
 use crate::breakglass;
 use crate::extension::cstr_or;
-use crate::policy::Finding;
+use crate::policy::{Finding, Guard};
+use crate::shared::{self, Counter, Record};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -44,7 +50,30 @@ impl Event {
 /// Writes the `prodguard:` line for one event. `reason` is the override's reason: the one
 /// that let the statement run, or, for a refusal, the one that was ignored.
 pub fn log(event: Event, finding: &Finding, reason: Option<&str>) {
+    log_with_detail(event, finding, reason, &finding.why);
+}
+
+/// Logs a refusal whose error DETAIL is `detail`, which its denial record keeps.
+pub fn log_refusal(finding: &Finding, reason: Option<&str>, detail: &str) {
+    log_with_detail(Event::Refused, finding, reason, detail);
+}
+
+fn log_with_detail(event: Event, finding: &Finding, reason: Option<&str>, detail: &str) {
     let who = Session::current();
+    match event {
+        Event::Refused => {
+            shared::count(match finding.guard {
+                Guard::Command => Counter::RefusedCommand,
+                Guard::Settings => Counter::RefusedSettings,
+                Guard::Row => Counter::RefusedRow,
+                Guard::TestData => Counter::RefusedTestData,
+                Guard::Audit => Counter::RefusedAudit,
+            });
+            queue(finding, detail, &who);
+        }
+        Event::Warned => shared::count(Counter::Warned),
+        Event::Overridden => shared::count(Counter::OverridesUsed),
+    }
     let fields = [
         ("guard", finding.guard.name().to_string()),
         ("command", finding.command.clone()),
@@ -71,6 +100,37 @@ pub fn log(event: Event, finding: &Finding, reason: Option<&str>) {
         function_name!(),
     )
     .report(PgLogLevel::LOG);
+}
+
+/// Puts the record of a refusal into the shared queue (when there is one: the library
+/// was preloaded, and this is a backend connected to a database).
+fn queue(finding: &Finding, detail: &str, who: &Session) {
+    // SAFETY: reads of backend globals.
+    let dboid = unsafe { pg_sys::MyDatabaseId };
+    if !shared::available() || dboid == pg_sys::InvalidOid {
+        return;
+    }
+    let mut r = Record::empty();
+    // SAFETY: GetCurrentTimestamp has no preconditions.
+    r.at = unsafe { pg_sys::GetCurrentTimestamp() };
+    r.dboid = dboid.to_u32();
+    r.pid = who.pid;
+    r.database.set(&who.database);
+    r.db_user.set(&who.user);
+    r.session_user.set(&who.session_user);
+    r.application.set(&who.application);
+    r.client.set(if who.client == "local" {
+        ""
+    } else {
+        &who.client
+    });
+    r.guard.set(finding.guard.name());
+    r.command.set(&finding.command);
+    r.object.set(&finding.object);
+    r.detail.set(detail);
+    r.statement
+        .set(&crate::audit::current_statement().unwrap_or_default());
+    shared::enqueue(&r);
 }
 
 fn escape(value: &str) -> String {

@@ -9,8 +9,12 @@
 //! - `hooks`: the hooks, installed and chained in one place;
 //! - `command_guard`: TRUNCATE / DROP / ... refused in production;
 //! - `audit`: rows in `prodguard.audit_log`;
-//! - `denial_log`: the `prodguard:` server-log line for every refusal and override;
-//! - `status`: `prodguard.status()`.
+//! - `denial_log`: the `prodguard:` server-log line for every refusal and override, and
+//!   the record of each refusal put into the shared queue;
+//! - `shared`: shared memory: the denial queue and the metrics counters;
+//! - `denial_worker`: background workers writing queued refusals to `prodguard.denial_log`;
+//! - `row_json`: rows as jsonb for the audit, written directly in jsonb's format;
+//! - `status`: `prodguard.status()` and `prodguard.metrics`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,6 +26,7 @@ mod audit;
 mod breakglass;
 mod command_guard;
 mod denial_log;
+mod denial_worker;
 mod environment;
 mod extension;
 mod hooks;
@@ -32,6 +37,7 @@ mod restore;
 mod row_guard;
 mod row_json;
 mod settings;
+mod shared;
 mod status;
 mod test_data;
 
@@ -46,6 +52,11 @@ pub extern "C-unwind" fn _PG_init() {
     PRELOADED.store(loaded_at_start(), Ordering::Relaxed);
     settings::init();
     hooks::install();
+    // SAFETY: a read of a backend global during _PG_init.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        shared::install(settings::DENIAL_QUEUE_SIZE.get() as usize);
+        denial_worker::register();
+    }
 }
 
 /// Whether the library is being loaded by shared_preload_libraries or

@@ -136,8 +136,9 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
                     Override::Ignored { reason, .. } => Some(reason.as_str()),
                     _ => None,
                 };
-                denial_log::log(Event::Refused, finding, tried);
-                Decision::Refuse(refusal(finding, &other, scope))
+                let report = refusal(finding, &other, scope);
+                denial_log::log_refusal(finding, tried, &report.detail);
+                Decision::Refuse(report)
             }
         },
     }

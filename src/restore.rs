@@ -70,7 +70,7 @@ fn append_only<'a>(
         op,
         format!("table \"prodguard.{table}\""),
         "",
-        "The audit log and its backups are append-only, for every role and in every environment.",
+        "The audit log, its backups and the denial log are append-only, for every role and in every environment.",
         "",
         None,
     );
@@ -78,7 +78,7 @@ fn append_only<'a>(
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
         format!("{op} of table \"prodguard.{table}\" is not allowed: it is append-only"),
-        "The audit log and its backups are append-only, for every role and in every environment.",
+        "The audit log, its backups and the denial log are append-only, for every role and in every environment.",
         "Old entries are removed with prodguard.purge_audit(older_than), which needs an override in production.",
     );
     Ok(None)
@@ -119,6 +119,7 @@ fn purge_audit(older_than: Interval) -> i64 {
             "WITH old AS (SELECT id FROM prodguard.audit_log WHERE logged_at < now() - $1),
                   r AS (DELETE FROM prodguard.backup_row WHERE audit_id IN (SELECT id FROM old)),
                   t AS (DELETE FROM prodguard.backup_table WHERE audit_id IN (SELECT id FROM old)),
+                  d AS (DELETE FROM prodguard.denial_log WHERE at < now() - $1),
                   a AS (DELETE FROM prodguard.audit_log WHERE id IN (SELECT id FROM old) RETURNING 1)
              SELECT count(*) FROM a",
             &[older_than.into()],

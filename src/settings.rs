@@ -119,6 +119,7 @@ pub static REQUIRE_WHERE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MAX_ROWS_CHANGED: GucSetting<i32> = GucSetting::<i32>::new(10000);
 pub static AUDIT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static BACKUP_MAX_ROWS: GucSetting<i32> = GucSetting::<i32>::new(1_000_000);
+pub static DENIAL_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static TEST_DATA_ACTION: GucSetting<TestDataAction> =
     GucSetting::<TestDataAction>::new(TestDataAction::Reject);
 
@@ -231,8 +232,25 @@ pub fn init() {
             None,
             None,
         );
+        // a postmaster setting can only be defined while the server starts
+        if pg_sys::process_shared_preload_libraries_in_progress {
+            define_denial_queue_size();
+        }
         pg_sys::MarkGUCPrefixReserved(c"prodguard".as_ptr());
     }
+}
+
+fn define_denial_queue_size() {
+    GucRegistry::define_int_guc(
+            c"prodguard.denial_queue_size",
+            c"How many refused attempts the shared queue holds until the denial writer stores them.",
+            c"Set at server start. When the queue is full a refusal is still refused and logged, but not stored in prodguard.denial_log (counted as denials_dropped).",
+            &DENIAL_QUEUE_SIZE,
+            16,
+            1_000_000,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
 }
 
 /// The environment of the current database, as this session sees it.

@@ -1,9 +1,19 @@
-//! Status: `prodguard.status()`, what this session's guards would do, one setting a row.
+//! Status: `prodguard.status()`, what this session's guards would do, one setting a row;
+//! and `prodguard.metrics`, the shared counters since server start.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::breakglass::{self, Override, Scope};
+use crate::shared;
+
+// The denial log's table and view, and the metrics view (the worker writing the table
+// lives in denial_worker, the counters in shared).
+extension_sql_file!(
+    "../sql/denial_log.sql",
+    name = "denial_log",
+    requires = ["audit", metrics]
+);
 use crate::settings::{self, Token};
 
 fn on_off(on: bool) -> String {
@@ -81,5 +91,58 @@ fn status() -> TableIterator<'static, (name!(setting, String), name!(value, Stri
         Override::Ignored { why, .. } => format!("ignored: {why}"),
     };
     rows.push(("override".into(), ovr));
+    rows.push(("audit".into(), on_off(settings::AUDIT.get())));
+    rows.push((
+        "backup_max_rows".into(),
+        settings::BACKUP_MAX_ROWS.get().to_string(),
+    ));
+    rows.push((
+        "denial_log".into(),
+        if shared::available() {
+            format!(
+                "queue of {} records, {} waiting",
+                shared::capacity(),
+                shared::depth().unwrap_or(0)
+            )
+        } else {
+            "server log only (not in shared_preload_libraries)".into()
+        },
+    ));
+    TableIterator::new(rows)
+}
+
+/// The counters behind `prodguard.metrics`; values are NULL when the library is not in
+/// shared_preload_libraries (no shared memory).
+#[pg_extern(name = "_metrics", volatile, parallel_safe)]
+pub fn metrics() -> TableIterator<
+    'static,
+    (
+        name!(metric, String),
+        name!(value, Option<i64>),
+        name!(description, String),
+    ),
+> {
+    let values = shared::counters();
+    let mut rows: Vec<(String, Option<i64>, String)> = shared::COUNTERS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, what))| {
+            (
+                name.to_string(),
+                values.map(|v| v[i] as i64),
+                what.to_string(),
+            )
+        })
+        .collect();
+    rows.push((
+        "denial_queue_depth".into(),
+        shared::depth().map(|d| d as i64),
+        "denial records waiting in the queue now".into(),
+    ));
+    rows.push((
+        "denial_queue_size".into(),
+        shared::available().then(|| shared::capacity() as i64),
+        "capacity of the queue (prodguard.denial_queue_size)".into(),
+    ));
     TableIterator::new(rows)
 }

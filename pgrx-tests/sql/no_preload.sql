@@ -15,3 +15,8 @@ CREATE EXTENSION pg_prodguard;
 SELECT value FROM prodguard.status() WHERE setting = 'preloaded';
 CREATE TABLE t (a int);
 TRUNCATE t;
+-- Without shared_preload_libraries there is no shared memory: the refusal above is in the
+-- server log only, and the counters are NULL.
+SELECT value FROM prodguard.status() WHERE setting = 'denial_log';
+SELECT count(*) AS metrics, count(value) AS with_values FROM prodguard.metrics;
+SELECT count(*) AS recorded FROM prodguard.denied_attempts;

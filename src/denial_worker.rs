@@ -1,0 +1,206 @@
+//! Denial writers: background workers that copy the queued denial records (`shared`) into
+//! `prodguard.denial_log` of the database where each refusal happened.
+//!
+//! A worker connects to one database for its whole life, so there are two kinds:
+//! - the launcher, started with the server (and restarted a second after it stops), waits
+//!   on its latch; for each database with queued records and no writer it starts a writer,
+//!   and it notices writers that stopped (their records go back to the queue; three stops
+//!   in a row with records left discard them, counted);
+//! - a writer, a dynamic worker connected to one database, takes batches of that
+//!   database's records and inserts each batch in one transaction (`ON CONFLICT (id) DO
+//!   NOTHING`: a batch taken again after its writer died is stored once), frees the slots
+//!   after the commit, and exits after half a second without records, so it never keeps a
+//!   database busy for long (DROP DATABASE waits up to 5 s for other sessions).
+//!
+//! Databases without the extension have no table: their records are discarded (counted;
+//! the server log has them).
+
+use std::time::{Duration, Instant};
+
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
+    DynamicBackgroundWorker, SignalWakeFlags,
+};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::shared::{self, Counter, Record};
+
+const LAUNCHER: &str = "prodguard denial launcher";
+const WRITER: &str = "prodguard denial writer";
+const BATCH: usize = 500;
+const IDLE_EXIT: Duration = Duration::from_millis(500);
+const MAX_FAILURES: u32 = 3;
+
+/// Registers the launcher; called from _PG_init under shared_preload_libraries.
+pub fn register() {
+    BackgroundWorkerBuilder::new(LAUNCHER)
+        .set_type(LAUNCHER)
+        .set_library("pg_prodguard")
+        .set_function("prodguard_denial_launcher_main")
+        .enable_shmem_access(None)
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(Duration::from_secs(1)))
+        .load();
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn prodguard_denial_launcher_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // SAFETY: MyLatch is this process's latch, in shared memory.
+    shared::set_launcher_latch(unsafe { pg_sys::MyLatch });
+    // writers started by an earlier launcher are not ours to watch: start afresh (a
+    // duplicate writer is harmless: records are taken under the lock and ids are unique)
+    shared::forget_writers();
+    let mut writers: Vec<(u32, DynamicBackgroundWorker)> = Vec::new();
+    loop {
+        writers.retain(|(db, w)| match w.pid() {
+            Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) => true,
+            Err(_) => {
+                shared::writer_stopped(*db, MAX_FAILURES);
+                false
+            }
+        });
+        for db in shared::claim_databases() {
+            let started = BackgroundWorkerBuilder::new(WRITER)
+                .set_type(WRITER)
+                .set_library("pg_prodguard")
+                .set_function("prodguard_denial_writer_main")
+                .enable_spi_access()
+                .set_argument(Some(pg_sys::Datum::from(db)))
+                // SAFETY: a read of this process's pid.
+                .set_notify_pid(unsafe { pg_sys::MyProcPid })
+                .load_dynamic();
+            match started {
+                Ok(w) => writers.push((db, w)),
+                Err(_) => {
+                    pgrx::warning!(
+                        "prodguard: could not start a denial writer for database {db}: no free background worker slot"
+                    );
+                    shared::writer_stopped(db, MAX_FAILURES);
+                }
+            }
+        }
+        if !BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) {
+            break;
+        }
+    }
+    shared::set_launcher_latch(std::ptr::null_mut());
+    // a non-zero exit code makes the postmaster restart the launcher (unless it is shutting
+    // down), also when someone terminated it
+    // SAFETY: leaving the worker process.
+    unsafe { pg_sys::proc_exit(1) }
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn prodguard_denial_writer_main(arg: pg_sys::Datum) {
+    let dboid = arg.value() as u32;
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
+    // SAFETY: MyLatch is this process's latch, in shared memory.
+    shared::writer_started(dboid, unsafe { pg_sys::MyLatch });
+    let mut idle_since = Instant::now();
+    loop {
+        let batch = shared::take(dboid, BATCH);
+        if !batch.is_empty() {
+            write(dboid, &batch);
+            idle_since = Instant::now();
+            continue;
+        }
+        if idle_since.elapsed() >= IDLE_EXIT && shared::writer_may_exit(dboid) {
+            return;
+        }
+        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(100))) {
+            // terminated (or shutting down): write what is queued, then go
+            loop {
+                let batch = shared::take(dboid, BATCH);
+                if batch.is_empty() {
+                    break;
+                }
+                write(dboid, &batch);
+            }
+            shared::writer_may_exit(dboid);
+            return;
+        }
+    }
+}
+
+/// Inserts one batch in one transaction, then frees its slots. An error ends the worker;
+/// the launcher puts the batch back into the queue.
+fn write(dboid: u32, batch: &[(usize, Record)]) {
+    let written = BackgroundWorker::transaction(|| {
+        // the worker runs as a superuser: nothing a user created may shadow what it calls
+        Spi::run("SET LOCAL search_path = pg_catalog, pg_temp")
+            .unwrap_or_else(|e| pgrx::error!("prodguard: {e}"));
+        let exists = Spi::get_one::<bool>(
+            "SELECT pg_catalog.to_regclass('prodguard.denial_log') IS NOT NULL",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+        if !exists {
+            return false;
+        }
+        let col = |f: fn(&Record) -> &str| -> Vec<String> {
+            batch.iter().map(|(_, r)| f(r).to_string()).collect()
+        };
+        let ids: Vec<i64> = batch.iter().map(|(_, r)| r.id).collect();
+        let ats: Vec<i64> = batch.iter().map(|(_, r)| r.at).collect();
+        let pids: Vec<i32> = batch.iter().map(|(_, r)| r.pid).collect();
+        Spi::run_with_args(
+            "INSERT INTO prodguard.denial_log (id, at, database, db_user, \"session_user\",
+                     application_name, client_addr, backend_pid, guard, command, object,
+                     detail, statement)
+             SELECT id, timestamptz '2000-01-01 00:00:00+00' + at * interval '1 microsecond',
+                    database, db_user, \"session_user\", application_name,
+                    nullif(client, '')::inet, pid, guard, command, object, detail,
+                    nullif(statement, '')
+               FROM ROWS FROM (pg_catalog.unnest($1::bigint[]),
+                        pg_catalog.unnest($2::bigint[]),
+                        pg_catalog.unnest($3::text[]),
+                        pg_catalog.unnest($4::text[]),
+                        pg_catalog.unnest($5::text[]),
+                        pg_catalog.unnest($6::text[]),
+                        pg_catalog.unnest($7::text[]),
+                        pg_catalog.unnest($8::int[]),
+                        pg_catalog.unnest($9::text[]),
+                        pg_catalog.unnest($10::text[]),
+                        pg_catalog.unnest($11::text[]),
+                        pg_catalog.unnest($12::text[]),
+                        pg_catalog.unnest($13::text[]))
+                    AS u(id, at, database, db_user, \"session_user\", application_name, client,
+                         pid, guard, command, object, detail, statement)
+             ON CONFLICT (id) DO NOTHING",
+            &[
+                ids.into(),
+                ats.into(),
+                col(|r| r.database.get()).into(),
+                col(|r| r.db_user.get()).into(),
+                col(|r| r.session_user.get()).into(),
+                col(|r| r.application.get()).into(),
+                col(|r| r.client.get()).into(),
+                pids.into(),
+                col(|r| r.guard.get()).into(),
+                col(|r| r.command.get()).into(),
+                col(|r| r.object.get()).into(),
+                col(|r| r.detail.get()).into(),
+                col(|r| r.statement.get()).into(),
+            ],
+        )
+        .unwrap_or_else(|e| pgrx::error!("prodguard: could not write denial records: {e}"));
+        true
+    });
+    let slots: Vec<(usize, i64)> = batch.iter().map(|(i, r)| (*i, r.id)).collect();
+    shared::release(dboid, &slots);
+    let n = batch.len() as u64;
+    shared::add(
+        if written {
+            Counter::DenialsWritten
+        } else {
+            Counter::DenialsDiscarded
+        },
+        n,
+    );
+}
