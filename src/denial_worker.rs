@@ -9,7 +9,9 @@
 //! - a writer, a dynamic worker connected to one database, takes batches of that
 //!   database's records and inserts each batch in one transaction (`ON CONFLICT (id) DO
 //!   NOTHING`: a batch taken again after its writer died is stored once), frees the slots
-//!   after the commit, and exits after half a second without records, so it never keeps a
+//!   after the commit. Woken by a refusal, it first lets 20 ms of records gather, so that
+//!   a storm of refusals costs one transaction per burst rather than one per refusal. It
+//!   exits after half a second without records, so it never keeps a
 //!   database busy for long (DROP DATABASE waits up to 5 s for other sessions).
 //!
 //! Databases without the extension have no table: their records are discarded (counted;
@@ -30,6 +32,8 @@ const LAUNCHER: &str = "prodguard denial launcher";
 const WRITER: &str = "prodguard denial writer";
 const BATCH: usize = 500;
 const IDLE_EXIT: Duration = Duration::from_millis(500);
+/// How long a woken writer waits for more records before writing.
+const GATHER: Duration = Duration::from_millis(20);
 const MAX_FAILURES: u32 = 3;
 
 /// Registers the launcher; called from _PG_init under shared_preload_libraries.
@@ -107,12 +111,19 @@ pub extern "C-unwind" fn prodguard_denial_writer_main(arg: pg_sys::Datum) {
         if !batch.is_empty() {
             write(dboid, &batch);
             idle_since = Instant::now();
-            continue;
+            if batch.len() == BATCH {
+                continue;
+            }
         }
         if idle_since.elapsed() >= IDLE_EXIT && shared::writer_may_exit(dboid) {
             return;
         }
-        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(100))) {
+        let awake = BackgroundWorker::wait_latch(Some(Duration::from_millis(100)));
+        if awake {
+            // let a burst gather: one transaction per burst, not one per refusal
+            // SAFETY: pg_usleep only sleeps.
+            unsafe { pg_sys::pg_usleep(GATHER.as_micros() as std::ffi::c_long) };
+        } else {
             // terminated (or shutting down): write what is queued, then go
             loop {
                 let batch = shared::take(dboid, BATCH);
