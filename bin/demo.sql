@@ -79,3 +79,12 @@ SELECT id, action, object, override_reason, db_user, "session_user", application
        environment, statement, txid IS NOT NULL AS has_txid
   FROM prodguard.audit_log ORDER BY id;
 \x off
+
+\echo
+\echo '== 7. Who tried what: every refusal above, although each rolled back (prodguard.denied_attempts).'
+-- the denial writer runs in the background; give it a moment
+SELECT pg_sleep(0.5);
+SELECT at::time(0) AS at, db_user, application_name, guard, command, object
+  FROM prodguard.denied_attempts ORDER BY at;
+SELECT metric, value FROM prodguard.metrics
+ WHERE metric IN ('commands_refused', 'row_statements_refused', 'settings_refused', 'overrides_used', 'denials_written');

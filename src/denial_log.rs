@@ -2,7 +2,8 @@
 //! override.
 //!
 //! A refused statement aborts its transaction, so nothing it writes to a table survives.
-//! What always survives is the server log: every event writes exactly one LOG line that
+//! What always survives is the server log: every event writes exactly one LOG line (no
+//! STATEMENT or CONTEXT lines after it) that
 //! starts with `prodguard:` and carries `key="value"` pairs (values escaped with `\"` and
 //! `\\`), stable so that log shippers can parse it:
 //!
@@ -22,8 +23,6 @@
 use std::ffi::CStr;
 
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::ErrorReport;
-use pgrx::prelude::*;
 
 use crate::breakglass;
 use crate::extension::cstr_or;
@@ -94,12 +93,37 @@ fn log_with_detail(event: Event, finding: &Finding, reason: Option<&str>, detail
         line.push_str(&escape(&value));
         line.push('"');
     }
-    ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-        line,
-        function_name!(),
-    )
-    .report(PgLogLevel::LOG);
+    log_one_line(&line);
+}
+
+// PostgreSQL's ereport() entry points (pgrx keeps them out of its bindings).
+unsafe extern "C-unwind" {
+    fn errstart(elevel: std::ffi::c_int, domain: *const std::ffi::c_char) -> bool;
+    fn errfinish(
+        filename: *const std::ffi::c_char,
+        lineno: std::ffi::c_int,
+        funcname: *const std::ffi::c_char,
+    );
+    fn errmsg_internal(fmt: *const std::ffi::c_char, ...) -> std::ffi::c_int;
+}
+
+/// Writes `line` to the server log at level LOG as exactly one line: without the
+/// STATEMENT and CONTEXT lines PostgreSQL would otherwise append (the statement is in the
+/// denial record; log shippers get one line per event).
+fn log_one_line(line: &str) {
+    let Ok(message) = std::ffi::CString::new(line.replace('\0', "")) else {
+        return;
+    };
+    // SAFETY: ereport at level LOG: errstart/errfinish return normally (only ERROR and
+    // above jump); the format is "%s" with a NUL-terminated string that outlives the call.
+    unsafe {
+        if errstart(pg_sys::LOG as std::ffi::c_int, std::ptr::null()) {
+            errmsg_internal(c"%s".as_ptr(), message.as_ptr());
+            pg_sys::errhidestmt(true);
+            pg_sys::errhidecontext(true);
+            errfinish(c"denial_log.rs".as_ptr(), line!() as std::ffi::c_int, c"log".as_ptr());
+        }
+    }
 }
 
 /// Puts the record of a refusal into the shared queue (when there is one: the library

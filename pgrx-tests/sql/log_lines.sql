@@ -44,3 +44,11 @@ SELECT regexp_replace(line, 'pid="[0-9]+"', 'pid="…"') AS line
 SELECT count(*) > 0 AS logged
   FROM server_log
  WHERE line LIKE 'prodguard: refused guard="row" command="UPDATE" object="11 rows of table \\"public.refinements\\""%';
+
+-- Exactly one line per event: PostgreSQL's STATEMENT and CONTEXT lines are not appended
+-- to it (the statement is in prodguard.denied_attempts).
+WITH l AS (
+    SELECT line, lead(line) OVER (ORDER BY n) AS next
+      FROM regexp_split_to_table(pg_read_file('log/postgresql.log'), E'\n') WITH ORDINALITY AS t(line, n))
+SELECT count(*) > 0 AS events, count(*) FILTER (WHERE next ~ '\] (STATEMENT|CONTEXT):  ') AS followed_by_statement_or_context
+  FROM l WHERE line LIKE '%LOG:  prodguard: %';
