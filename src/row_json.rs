@@ -410,7 +410,7 @@ impl Writer {
             )
             .report(PgLogLevel::ERROR);
         }
-        let field = if i % 16 == 0 {
+        let field = if i % pg_sys::JB_OFFSET_STRIDE as usize == 0 {
             end as u32 | pg_sys::JENTRY_HAS_OFF
         } else {
             (self.buf.len() - start) as u32
