@@ -121,7 +121,11 @@ fn log_one_line(line: &str) {
             errmsg_internal(c"%s".as_ptr(), message.as_ptr());
             pg_sys::errhidestmt(true);
             pg_sys::errhidecontext(true);
-            errfinish(c"denial_log.rs".as_ptr(), line!() as std::ffi::c_int, c"log".as_ptr());
+            errfinish(
+                c"denial_log.rs".as_ptr(),
+                line!() as std::ffi::c_int,
+                c"log".as_ptr(),
+            );
         }
     }
 }

@@ -208,12 +208,20 @@ impl Matcher {
 }
 
 /// Unicode case folding, as far as it matters for matching text: lower case, plus the
-/// full foldings that lower-casing leaves apart (ß = ss, final sigma = sigma).
+/// full foldings that lower-casing leaves apart (ß = ss, final sigma = sigma, the Latin
+/// ligatures ﬁ = fi and friends; found by the property test below).
 pub fn fold_into(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
             'ß' | 'ẞ' => out.push_str("ss"),
             'ς' => out.push('σ'),
+            // the Latin ligatures, which lower-casing leaves as they are
+            'ﬀ' => out.push_str("ff"),
+            'ﬁ' => out.push_str("fi"),
+            'ﬂ' => out.push_str("fl"),
+            'ﬃ' => out.push_str("ffi"),
+            'ﬄ' => out.push_str("ffl"),
+            'ﬅ' | 'ﬆ' => out.push_str("st"),
             c if c.is_ascii() => out.push(c.to_ascii_lowercase()),
             c => out.extend(c.to_lowercase()),
         }
@@ -221,17 +229,14 @@ pub fn fold_into(s: &str, out: &mut String) {
 }
 
 /// Maps a byte range of the folded value back to character offsets and text of the
-/// original value.
+/// original value: from the character whose folding contains the first byte (a hit may
+/// begin inside one, as "s" inside ẞ = "ss") to the one whose folding holds the last.
 fn original_span(original: &str, start: usize, end: usize) -> (usize, usize, String) {
-    let (mut folded_pos, mut first, mut last) = (0, None, original.chars().count());
-    let mut byte_first = 0;
-    let mut byte_last = original.len();
+    let mut folded_pos = 0;
+    let mut first: Option<(usize, usize)> = None;
+    let (mut last, mut byte_last) = (original.chars().count(), original.len());
     let mut tmp = String::new();
     for (i, (b, c)) in original.char_indices().enumerate() {
-        if first.is_none() && folded_pos >= start {
-            first = Some(i);
-            byte_first = b;
-        }
         if folded_pos >= end {
             last = i;
             byte_last = b;
@@ -240,8 +245,11 @@ fn original_span(original: &str, start: usize, end: usize) -> (usize, usize, Str
         tmp.clear();
         fold_into(c.encode_utf8(&mut [0; 4]), &mut tmp);
         folded_pos += tmp.len();
+        if first.is_none() && folded_pos > start {
+            first = Some((i, b));
+        }
     }
-    let first = first.unwrap_or(last);
+    let (first, byte_first) = first.unwrap_or((last, byte_last));
     (first, last, original[byte_first..byte_last].to_string())
 }
 
@@ -318,5 +326,166 @@ mod tests {
         let m = matcher(&[""], &[]);
         assert!(m.is_empty());
         assert!(m.all("anything").is_empty());
+    }
+
+    /// A small deterministic generator (xorshift64*), so that the property tests below
+    /// need no dependency and fail the same way every time.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn string(&mut self, alphabet: &[&str], max: usize) -> String {
+            let len = self.below(max + 1);
+            (0..len)
+                .map(|_| alphabet[self.below(alphabet.len())])
+                .collect()
+        }
+    }
+
+    fn folded(s: &str) -> String {
+        let mut out = String::new();
+        fold_into(s, &mut out);
+        out
+    }
+
+    /// Property: on ASCII lower-case text the automaton finds exactly what a naive search
+    /// with the documented boundary rules finds, overlapping hits included.
+    #[test]
+    fn property_same_hits_as_a_naive_search() {
+        let alphabet = ["a", "b", "a", "b", "1", ".", "-", " ", "@"];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..400 {
+            let n = 1 + rng.below(6);
+            let patterns: Vec<(String, Kind)> = (0..n)
+                .map(|_| {
+                    let p = rng.string(&alphabet, 4);
+                    let kind = if rng.below(2) == 0 {
+                        Kind::Word
+                    } else {
+                        Kind::Substring
+                    };
+                    (p, kind)
+                })
+                .filter(|(p, _)| !p.trim().is_empty())
+                .collect();
+            let m = Matcher::new(
+                patterns
+                    .iter()
+                    .map(|(p, kind)| Pattern {
+                        dictionary: "d".into(),
+                        pattern: p.clone(),
+                        kind: *kind,
+                    })
+                    .collect(),
+            );
+            for _ in 0..20 {
+                let value = rng.string(&alphabet, 24);
+                let mut got: Vec<(usize, usize, String)> = m
+                    .all(&value)
+                    .into_iter()
+                    .map(|h| (h.start, h.end, m.patterns()[h.pattern].pattern.clone()))
+                    .collect();
+                let mut want = Vec::new();
+                for (p, kind) in &patterns {
+                    for start in 0..value.len() {
+                        if !value[start..].starts_with(p.as_str()) {
+                            continue;
+                        }
+                        let end = start + p.len();
+                        let alnum = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+                        let before = start.checked_sub(1).map(|i| value.as_bytes()[i]);
+                        let after = value.as_bytes().get(end).copied();
+                        let first_alnum = p.as_bytes()[0].is_ascii_alphanumeric();
+                        let last_alnum = p.as_bytes()[p.len() - 1].is_ascii_alphanumeric();
+                        let ok = *kind == Kind::Substring
+                            || (!(first_alnum && alnum(before))
+                                && !(last_alnum && alnum(after))
+                                && !(p.starts_with('.')
+                                    && (alnum(after)
+                                        || after == Some(b'.')
+                                        || after == Some(b'-'))));
+                        if ok {
+                            want.push((start, end, p.clone()));
+                        }
+                    }
+                }
+                got.sort();
+                want.sort();
+                assert_eq!(got, want, "patterns {patterns:?} value {value:?}");
+                let mut buffer = String::new();
+                assert_eq!(m.first(&value, &mut buffer).is_some(), !want.is_empty());
+            }
+        }
+    }
+
+    /// Property: on arbitrary Unicode (case changes that change lengths, combining marks,
+    /// scripts without case, emoji) nothing panics, every hit is an occurrence of its
+    /// pattern, hits come in order, and a pattern planted between spaces is always found.
+    #[test]
+    fn property_unicode_hits_are_real_and_planted_patterns_are_found() {
+        let alphabet = [
+            "a", "B", "s", "S", "ß", "ẞ", "σ", "ς", "Σ", "İ", "ı", "i", "é", "E\u{301}", "ﬁ", "д",
+            "Д", "中", "🙂", " ", ".", "-", "@", "1", "\u{0}", "\n",
+        ];
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        for _ in 0..300 {
+            let patterns: Vec<Pattern> = (0..1 + rng.below(5))
+                .map(|_| Pattern {
+                    dictionary: "d".into(),
+                    pattern: rng.string(&alphabet, 5),
+                    kind: if rng.below(2) == 0 {
+                        Kind::Word
+                    } else {
+                        Kind::Substring
+                    },
+                })
+                .filter(|p| !p.pattern.trim().is_empty())
+                .collect();
+            let m = Matcher::new(patterns.clone());
+            for _ in 0..20 {
+                let value = rng.string(&alphabet, 30);
+                let hits = m.all(&value);
+                let mut last = 0;
+                for h in &hits {
+                    assert!(h.start >= last, "hits out of order in {value:?}");
+                    assert!(h.start < h.end, "empty hit in {value:?}");
+                    last = h.start;
+                    let pattern = folded(&m.patterns()[h.pattern].pattern);
+                    assert!(
+                        folded(&h.text).contains(&pattern),
+                        "hit {:?} of {pattern:?} in {value:?}",
+                        h.text
+                    );
+                    assert!(h.end <= value.chars().count());
+                }
+                let mut buffer = String::new();
+                assert_eq!(m.first(&value, &mut buffer).is_some(), !hits.is_empty());
+                if let Some(p) = patterns.first() {
+                    // verbatim, and in upper case where upper case folds back to the same
+                    // text (not for dotless i, whose upper case I folds to dotted i)
+                    let upper = p.pattern.to_uppercase();
+                    let mut plants = vec![p.pattern.clone()];
+                    if folded(&upper) == folded(&p.pattern) {
+                        plants.push(upper);
+                    }
+                    for plant in plants {
+                        let planted = format!("{value} {plant} {value}");
+                        assert!(
+                            !m.all(&planted).is_empty(),
+                            "{:?} not found in {planted:?}",
+                            p.pattern
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -473,7 +473,36 @@ mod tests {
             })
             .collect();
         Spi::run(&format!("INSERT INTO rj_w VALUES ({})", vals.join(", "))).unwrap();
-        for table in ["rj_t", "rj_w"] {
+        // random rows (a fixed seed): NULLs, texts with any character, numbers of every
+        // scale and sign, nested jsonb, timestamps, arrays
+        Spi::run(
+            "SELECT setseed(0.42);
+             CREATE TABLE rj_r (id int, t text, n numeric, i bigint, s smallint, b bool,
+                                j jsonb, ts timestamptz, a int[], v varchar, f float8);
+             INSERT INTO rj_r
+             SELECT g,
+                    CASE WHEN random() < 0.1 THEN NULL ELSE
+                         (SELECT string_agg(chr(CASE WHEN random() < 0.7 THEN 32 + (random() * 94)::int
+                                                     ELSE 161 + (random() * 50000)::int END), '')
+                            FROM generate_series(1, (random() * 40)::int)) END,
+                    CASE WHEN random() < 0.1 THEN NULL
+                         ELSE round((random() - 0.5)::numeric * 10::numeric ^ (random() * 30 - 10)::int,
+                                    (random() * 20)::int) END,
+                    CASE WHEN random() < 0.1 THEN NULL ELSE ((random() - 0.5) * 1e18)::bigint END,
+                    ((random() - 0.5) * 65000)::smallint,
+                    CASE WHEN random() < 0.3 THEN NULL ELSE random() < 0.5 END,
+                    CASE WHEN random() < 0.2 THEN NULL
+                         ELSE jsonb_build_object('k' || g, random(), 'arr',
+                                jsonb_build_array(g, 'x' || g, random() < 0.5, NULL,
+                                                  jsonb_build_object('deep', (random() * 1e6)::numeric(12, 3)))) END,
+                    CASE WHEN random() < 0.1 THEN NULL
+                         ELSE timestamptz '2000-01-01' + random() * interval '40 years' END,
+                    CASE WHEN random() < 0.2 THEN NULL ELSE ARRAY[g, NULL, (random() * 100)::int] END,
+                    md5(g::text), random() * 1e10
+               FROM generate_series(1, 300) g",
+        )
+        .unwrap();
+        for table in ["rj_t", "rj_w", "rj_r"] {
             let rows = compare(table);
             assert!(rows > 0, "no rows compared for {table}");
         }
