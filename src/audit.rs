@@ -37,8 +37,27 @@ use crate::settings::{self, Environment};
 pub const TRIGGER_NAME: &str = "zz_prodguard_audit";
 
 thread_local! {
-    /// When set, row changes are recorded as RESTORE (set by the restore functions).
-    pub static RESTORING: Cell<bool> = const { Cell::new(false) };
+    /// When set, row changes are recorded as RESTORE (set by the restore functions,
+    /// through `Restoring`).
+    static RESTORING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// While alive, row changes are audited as RESTORE. Dropped also when an error unwinds
+/// through the restore (pgrx turns PostgreSQL errors into Rust unwinding), so a failed
+/// restore cannot leave later changes mislabelled.
+pub struct Restoring;
+
+impl Restoring {
+    pub fn start() -> Restoring {
+        RESTORING.set(true);
+        Restoring
+    }
+}
+
+impl Drop for Restoring {
+    fn drop(&mut self) {
+        RESTORING.set(false);
+    }
 }
 
 /// One audit_log row. `None` is SQL NULL.

@@ -23,7 +23,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgRelation};
 
-use crate::audit::RESTORING;
+use crate::audit::Restoring;
 use crate::breakglass::{self, Scope};
 use crate::extension;
 use crate::policy::{self, Finding, Guard};
@@ -298,6 +298,9 @@ fn undo(
     }
     let table = extension::qualified_identifier(change.table);
     let cols = writable_columns(change.table);
+    // identity columns GENERATED ALWAYS can only be set to DEFAULT by an UPDATE (their
+    // value is the row's, unchanged: restore leaves them alone there)
+    let update_cols = writable_columns_for_update(change.table);
     let keys: Vec<String> = key
         .0
         .as_object()
@@ -331,16 +334,22 @@ fn undo(
         ),
         (Some(old), Some(_)) => (
             format!(
-                "UPDATE {table} t SET ({col_list}) = (SELECT {r_cols} FROM jsonb_populate_record(NULL::{table}, $2) r)
-                  WHERE {key_match}"
+                "UPDATE {table} t SET ({}) = (SELECT {} FROM jsonb_populate_record(NULL::{table}, $2) r)
+                  WHERE {key_match}",
+                update_cols.join(", "),
+                update_cols
+                    .iter()
+                    .map(|c| format!("r.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             old.0.clone(),
         ),
         (None, None) => return false,
     };
     let changed = extension::as_owner_of(change.table, || {
-        RESTORING.set(true);
-        let result = Spi::connect_mut(|client| {
+        let _restoring = Restoring::start();
+        Spi::connect_mut(|client| {
             client
                 .update(
                     &sql,
@@ -348,9 +357,7 @@ fn undo(
                     &[JsonB(key.0.clone()).into(), JsonB(arg).into()],
                 )
                 .map(|t| t.len())
-        });
-        RESTORING.set(false);
-        result
+        })
     });
     match changed {
         Some(Ok(1)) => true,
@@ -408,13 +415,24 @@ fn later_change(change: &Change, key: &JsonB, same_set: Option<&str>) -> Option<
 
 /// The columns a restore writes: not dropped, not generated.
 fn writable_columns(relid: pg_sys::Oid) -> Vec<String> {
+    columns_where(relid, "attgenerated = ''")
+}
+
+/// The columns a restoring UPDATE writes: also not identity GENERATED ALWAYS.
+fn writable_columns_for_update(relid: pg_sys::Oid) -> Vec<String> {
+    columns_where(relid, "attgenerated = '' AND attidentity <> 'a'")
+}
+
+fn columns_where(relid: pg_sys::Oid, condition: &str) -> Vec<String> {
     extension::with_pinned_search_path(|| {
         Spi::connect(|client| {
             client
                 .select(
-                    "SELECT quote_ident(attname) FROM pg_attribute
-                      WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
-                      ORDER BY attnum",
+                    &format!(
+                        "SELECT quote_ident(attname) FROM pg_attribute
+                          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND {condition}
+                          ORDER BY attnum"
+                    ),
                     None,
                     &[relid.into()],
                 )
@@ -536,14 +554,12 @@ fn restore_backup(audit_id: i64) -> i64 {
           WHERE b.audit_id = $1 ORDER BY b.ordinal"
     );
     let inserted = extension::as_owner_of(relid, || {
-        RESTORING.set(true);
-        let r = Spi::connect_mut(|client| {
+        let _restoring = Restoring::start();
+        Spi::connect_mut(|client| {
             client
                 .update(&sql, None, &[audit_id.into()])
                 .map(|t| t.len())
-        });
-        RESTORING.set(false);
-        r
+        })
     });
     match inserted {
         Some(Ok(n)) => n as i64,
