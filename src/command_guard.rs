@@ -40,6 +40,89 @@ struct Judged {
 thread_local! {
     /// Set while pg_prodguard itself creates or drops a protected table's triggers.
     pub static OWN_DDL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Whether the utility statement running now is one whose drops this guard judges
+    /// itself (TRUNCATE, DROP TABLE/SCHEMA/..., DROP OWNED, ALTER TABLE).
+    static JUDGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks, for the time a utility statement runs, whether this guard judged its drops;
+/// restores the enclosing statement's mark when dropped (also on error).
+pub struct JudgedStatement(bool);
+
+impl JudgedStatement {
+    /// # Safety
+    /// `pstmt` must be the PlannedStmt PostgreSQL passed to the ProcessUtility hook.
+    pub unsafe fn enter(pstmt: *mut pg_sys::PlannedStmt) -> JudgedStatement {
+        use pg_sys::NodeTag::*;
+        // SAFETY: guaranteed by the caller; each arm reads the node its tag names.
+        let judged = unsafe {
+            let stmt = (*pstmt).utilityStmt;
+            !stmt.is_null()
+                && match (*stmt).type_ {
+                    T_TruncateStmt | T_AlterTableStmt | T_DropOwnedStmt => true,
+                    T_DropStmt => matches!(
+                        (*(stmt as *mut pg_sys::DropStmt)).removeType,
+                        pg_sys::ObjectType::OBJECT_TABLE
+                            | pg_sys::ObjectType::OBJECT_SCHEMA
+                            | pg_sys::ObjectType::OBJECT_MATVIEW
+                            | pg_sys::ObjectType::OBJECT_FOREIGN_TABLE
+                    ),
+                    _ => false,
+                }
+        };
+        JudgedStatement(JUDGED.replace(judged))
+    }
+}
+
+impl Drop for JudgedStatement {
+    fn drop(&mut self) {
+        JUDGED.set(self.0);
+    }
+}
+
+/// The object-access hook's safety net: a protected table, or a column of one, is being
+/// dropped by a statement this guard does not judge (`DROP TYPE/DOMAIN/FUNCTION/EXTENSION
+/// ... CASCADE` removing a column that depends on it). In production that needs an
+/// override like the direct routes; staging warns; development is silent.
+pub fn cascaded_drop(relid: pg_sys::Oid, attnum: std::ffi::c_int) {
+    if JUDGED.get() || OWN_DDL.get() || extension::in_own_script() {
+        return;
+    }
+    // SAFETY: lsyscache lookups of a relation that still exists (the hook runs before the
+    // object is deleted).
+    let (temp, column) = unsafe {
+        let temp = pg_sys::get_rel_persistence(relid) as u8 == pg_sys::RELPERSISTENCE_TEMP;
+        let column =
+            (attnum > 0).then(|| cstr_or(pg_sys::get_attname(relid, attnum as i16, true), "?"));
+        (temp, column)
+    };
+    if temp || !protection::flags(relid).any() {
+        return;
+    }
+    let table = extension::describe_table(relid);
+    let object = match &column {
+        Some(c) => format!("column \"{c}\" of {table}"),
+        None => table.clone(),
+    };
+    let env = settings::environment();
+    let db = crate::environment::current_database();
+    let mut finding = Finding::blocked(
+        Guard::Command,
+        "DROP ... CASCADE",
+        object.clone(),
+        format!(" in {} database \"{db}\"", env.name()),
+        format!("The statement drops {object} through a dependency (CASCADE), and the table is protected."),
+        format!(
+            "Otherwise change the column's type or the dependency first. {}",
+            policy::tag_hint(&db)
+        ),
+        Some(relid),
+    );
+    finding.message = Some(format!(
+        "dropping {object} through a dependency is blocked in {} database \"{db}\"",
+        env.name()
+    ));
+    policy::enforce(env, &finding, Scope::Transaction, None);
 }
 
 /// Checks one utility statement; raises an ERROR when production refuses it, and writes

@@ -13,6 +13,7 @@
 //! | planner | `row_guard::mark_plan` (DELETE/UPDATE without WHERE) |
 //! | ExecutorStart | `row_guard::after_start` (before any row is touched) |
 //! | ExecutorFinish | `row_guard::after_finish` (rows changed) |
+//! | object_access (OAT_DROP) | `command_guard::cascaded_drop` (a protected table or column dropped by a statement the command guard does not judge, e.g. `DROP TYPE ... CASCADE`) |
 
 use std::ffi::{c_char, c_int};
 
@@ -26,6 +27,7 @@ static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
 static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 static mut PREV_EXECUTOR_FINISH: pg_sys::ExecutorFinish_hook_type = None;
+static mut PREV_OBJECT_ACCESS: pg_sys::object_access_hook_type = None;
 
 pub fn install() {
     // SAFETY: _PG_init runs once per process, before any statement, on the only thread.
@@ -38,6 +40,27 @@ pub fn install() {
         pg_sys::ExecutorStart_hook = Some(executor_start);
         PREV_EXECUTOR_FINISH = pg_sys::ExecutorFinish_hook;
         pg_sys::ExecutorFinish_hook = Some(executor_finish);
+        PREV_OBJECT_ACCESS = pg_sys::object_access_hook;
+        pg_sys::object_access_hook = Some(object_access);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn object_access(
+    access: pg_sys::ObjectAccessType::Type,
+    class_id: pg_sys::Oid,
+    object_id: pg_sys::Oid,
+    sub_id: c_int,
+    arg: *mut std::ffi::c_void,
+) {
+    if access == pg_sys::ObjectAccessType::OAT_DROP && class_id == pg_sys::RelationRelationId {
+        command_guard::cascaded_drop(object_id, sub_id);
+    }
+    // SAFETY: the saved hook receives our arguments unchanged.
+    unsafe {
+        if let Some(prev) = PREV_OBJECT_ACCESS {
+            pg_guard_ffi_boundary(|| prev(access, class_id, object_id, sub_id, arg));
+        }
     }
 }
 
@@ -55,6 +78,11 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     // SAFETY: PostgreSQL passes a valid PlannedStmt and query text.
     unsafe { command_guard::check(pstmt, query_string) };
+    // Drops made while this statement runs are judged by the command guard above, or, for
+    // other statements, by the object-access hook (reset when the statement ends, also
+    // by an error).
+    // SAFETY: as above.
+    let _judged = unsafe { command_guard::JudgedStatement::enter(pstmt) };
     // SAFETY: the saved hook (or the standard function) receives our arguments unchanged.
     unsafe {
         match PREV_PROCESS_UTILITY {

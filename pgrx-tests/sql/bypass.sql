@@ -109,6 +109,33 @@ CREATE ROLE bp_other;
 SELECT bp_try('REASSIGN OWNED, then the new owner drops',
     'REASSIGN OWNED BY bp_owner TO bp_other; SET LOCAL ROLE bp_other; DROP TABLE bp.entry CASCADE');
 
+-- 4b. Drops through dependencies: a column of a protected table that depends on a type,
+-- a domain or a function goes with it under CASCADE; the statement is not one the
+-- command guard reads, so the object-access hook judges the drop itself.
+CREATE TYPE bp_status AS ENUM ('open', 'closed');
+CREATE DOMAIN bp_code AS text CHECK (VALUE <> '');
+CREATE FUNCTION bp_twice(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1 * 2';
+ALTER TABLE bp.entry ADD COLUMN status bp_status, ADD COLUMN code bp_code,
+    ADD COLUMN twice int GENERATED ALWAYS AS (bp_twice(id)) STORED;
+SELECT bp_try('DROP TYPE ... CASCADE (drops a column)', 'DROP TYPE bp_status CASCADE');
+SELECT bp_try('DROP DOMAIN ... CASCADE (drops a column)', 'DROP DOMAIN bp_code CASCADE');
+SELECT bp_try('DROP FUNCTION ... CASCADE (drops a generated column)', 'DROP FUNCTION bp_twice(int) CASCADE');
+DROP TYPE bp_status CASCADE;
+-- the same on a table that is not protected goes through
+CREATE TABLE bp_plain (id int, status bp_status);
+CREATE TYPE bp_other AS ENUM ('x');
+ALTER TABLE bp_plain ADD COLUMN other bp_other;
+DROP TYPE bp_other CASCADE;
+SELECT count(*) AS plain_columns FROM pg_attribute WHERE attrelid = 'bp_plain'::regclass AND attnum > 0 AND NOT attisdropped;
+-- and with an operator's override it runs (and is recorded)
+BEGIN;
+SET LOCAL prodguard.override = 'bypass test: retire the status column';
+DROP TYPE bp_status CASCADE;
+COMMIT;
+SELECT action, object, override_reason FROM prodguard.audit_log
+ WHERE action = 'DROP ... CASCADE' ORDER BY id DESC LIMIT 1;
+SELECT attname FROM pg_attribute WHERE attrelid = 'bp.entry'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum;
+
 -- 5. search_path shadowing: a user's schema first in search_path does not change what
 -- the extension's SECURITY DEFINER code calls (it pins search_path).
 CREATE SCHEMA bp_evil;

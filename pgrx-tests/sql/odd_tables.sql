@@ -56,7 +56,15 @@ SELECT prodguard.protect('od_nokey', test_data => false);
 INSERT INTO od_nokey VALUES (1, 'x');
 UPDATE od_nokey SET b = 'y' WHERE a = 1;
 SELECT action, row_key, old_row, new_row FROM prodguard.audit_log WHERE table_name = 'od_nokey' ORDER BY id;
-SELECT prodguard.restore_row(max(id)) FROM prodguard.audit_log WHERE table_name = 'od_nokey';
+-- (the entry's id, which depends on the tests before this one, is blanked out)
+DO $$
+DECLARE d text; h text;
+BEGIN
+    PERFORM prodguard.restore_row(max(id)) FROM prodguard.audit_log WHERE table_name = 'od_nokey';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RAISE NOTICE E'% %\nDETAIL: %\nHINT: %', SQLSTATE, regexp_replace(SQLERRM, 'entry [0-9]+', 'entry N'), d, h;
+END $$;
 -- A failed restore leaves nothing behind: the next change is audited as what it is.
 INSERT INTO od_nokey VALUES (2, 'z');
 SELECT action FROM prodguard.audit_log WHERE table_name = 'od_nokey' ORDER BY id DESC LIMIT 1;
