@@ -132,3 +132,15 @@ stop_cluster() {
     [ -f "$dir/data/postmaster.pid" ] || return 0
     as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -w -t 60 -m fast stop >/dev/null
 }
+
+# For the scripted tests in pgrx-tests/: check DESCRIPTION ACTUAL EXPECTED prints "ok" or
+# "FAILED" and counts failures in $failures.
+failures=0
+check() {
+    if [ "$2" = "$3" ]; then
+        echo "ok: $1"
+    else
+        echo "FAILED: $1: got '$2', expected '$3'"
+        failures=$((failures + 1))
+    fi
+}

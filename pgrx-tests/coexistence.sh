@@ -10,15 +10,6 @@ if [ ! -f "$("$PG_CONFIG" --pkglibdir)/pgaudit.so" ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15-pgaudit >/dev/null
 fi
 
-failures=0
-check() { # description actual expected
-    if [ "$2" = "$3" ]; then
-        echo "ok: $1"
-    else
-        echo "FAILED: $1: got '$2', expected '$3'"
-        failures=$((failures + 1))
-    fi
-}
 q() { psql -X -q -t -A -d app -c "$1"; }
 
 for order in "pg_stat_statements,pgaudit,pg_prodguard" "pg_prodguard,pgaudit,pg_stat_statements"; do

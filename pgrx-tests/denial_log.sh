@@ -12,7 +12,6 @@
 # or duplicating records; and measures what an immediate shutdown loses.
 source "$(dirname "$0")/../bin/common.sh"
 
-failures=0
 port=$(free_port 54350)
 cluster=denial
 start_cluster "$cluster" "$port" "shared_preload_libraries = 'pg_prodguard'"
@@ -20,14 +19,6 @@ dir="$(cluster_base)/$cluster"
 trap 'stop_cluster "$cluster" >/dev/null 2>&1 || true' EXIT
 
 q() { psql -X -q -t -A -d app -c "$1"; }
-check() { # description actual expected
-    if [ "$2" = "$3" ]; then
-        echo "ok: $1"
-    else
-        echo "FAILED: $1: got '$2', expected '$3'"
-        failures=$((failures + 1))
-    fi
-}
 recorded() { q "SELECT count(*) FROM prodguard.denied_attempts WHERE application_name = '$1'"; }
 wait_recorded() { # application count
     local i
