@@ -24,7 +24,6 @@ use std::ffi::CStr;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 use crate::breakglass;
@@ -37,27 +36,9 @@ use crate::settings::{self, Environment};
 pub const TRIGGER_NAME: &str = "zz_prodguard_audit";
 
 thread_local! {
-    /// When set, row changes are recorded as RESTORE (set by the restore functions,
-    /// through `Restoring`).
-    static RESTORING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// While alive, row changes are audited as RESTORE. Dropped also when an error unwinds
-/// through the restore (pgrx turns PostgreSQL errors into Rust unwinding), so a failed
-/// restore cannot leave later changes mislabelled.
-pub struct Restoring;
-
-impl Restoring {
-    pub fn start() -> Restoring {
-        RESTORING.set(true);
-        Restoring
-    }
-}
-
-impl Drop for Restoring {
-    fn drop(&mut self) {
-        RESTORING.set(false);
-    }
+    /// When set, row changes are recorded as RESTORE (set by the restore functions, for the
+    /// time of one restoring statement, through `extension::FlagGuard`).
+    pub static RESTORING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// One audit_log row. `None` is SQL NULL.
@@ -517,22 +498,6 @@ pub fn set_trigger(relid: pg_sys::Oid, on: bool) {
     } else {
         format!("DROP TRIGGER IF EXISTS {TRIGGER_NAME} ON {table}")
     };
-    let done = extension::as_owner_of(relid, || {
-        crate::command_guard::OWN_DDL.set(true);
-        let r = Spi::run(&sql);
-        crate::command_guard::OWN_DDL.set(false);
-        r
-    });
-    if let Some(Err(e)) = done {
-        ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!(
-                "could not {} the audit trigger",
-                if on { "create" } else { "drop" }
-            ),
-            function_name!(),
-        )
-        .set_detail(e.to_string())
-        .report(PgLogLevel::ERROR);
-    }
+    let verb = if on { "create" } else { "drop" };
+    crate::command_guard::run_own_ddl(relid, &sql, &format!("{verb} the audit trigger"));
 }

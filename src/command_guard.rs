@@ -18,6 +18,7 @@
 use std::ffi::{c_char, c_void, CStr};
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
@@ -46,8 +47,8 @@ thread_local! {
 }
 
 /// Marks, for the time a utility statement runs, whether this guard judged its drops;
-/// restores the enclosing statement's mark when dropped (also on error).
-pub struct JudgedStatement(bool);
+/// the enclosing statement's mark comes back when it is dropped (also on error).
+pub struct JudgedStatement(#[allow(dead_code)] extension::FlagGuard);
 
 impl JudgedStatement {
     /// # Safety
@@ -70,13 +71,27 @@ impl JudgedStatement {
                     _ => false,
                 }
         };
-        JudgedStatement(JUDGED.replace(judged))
+        JudgedStatement(extension::FlagGuard::set(&JUDGED, judged))
     }
 }
 
-impl Drop for JudgedStatement {
-    fn drop(&mut self) {
-        JUDGED.set(self.0);
+/// Runs pg_prodguard's own DDL on a table (installing or removing the triggers that
+/// `protect()` manages) as the table's owner, past this guard; raises `could not <what>`
+/// if it fails. The pass ends with the DDL, also when it fails and the caller catches
+/// the error.
+pub fn run_own_ddl(relid: pg_sys::Oid, sql: &str, what: &str) {
+    let done = extension::as_owner_of(relid, || {
+        let _own = extension::FlagGuard::set(&OWN_DDL, true);
+        Spi::run(sql)
+    });
+    if let Some(Err(e)) = done {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("could not {what}"),
+            function_name!(),
+        )
+        .set_detail(e.to_string())
+        .report(PgLogLevel::ERROR);
     }
 }
 

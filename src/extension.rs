@@ -217,3 +217,30 @@ pub unsafe fn same_image(a: pg_sys::Datum, b: pg_sys::Datum, byval: bool, len: i
         la == lb && std::slice::from_raw_parts(pa, la) == std::slice::from_raw_parts(pb, lb)
     }
 }
+
+/// Sets a per-backend flag for as long as the returned value lives, and puts the previous
+/// value back when it is dropped: also when an error unwinds through (pgrx turns
+/// PostgreSQL errors into Rust unwinding), so that no flag outlives the operation it was
+/// set for, even when the caller catches the error (a PL/pgSQL EXCEPTION block).
+pub struct FlagGuard {
+    flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>,
+    previous: bool,
+}
+
+impl FlagGuard {
+    pub fn set(
+        flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>,
+        value: bool,
+    ) -> FlagGuard {
+        FlagGuard {
+            flag,
+            previous: flag.replace(value),
+        }
+    }
+}
+
+impl Drop for FlagGuard {
+    fn drop(&mut self) {
+        self.flag.set(self.previous);
+    }
+}

@@ -23,7 +23,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgRelation};
 
-use crate::audit::Restoring;
+use crate::audit::RESTORING;
 use crate::breakglass::{self, Scope};
 use crate::extension;
 use crate::policy::{self, Finding, Guard};
@@ -113,8 +113,8 @@ fn purge_audit(older_than: Interval) -> i64 {
     let Some(log) = extension::own_table(c"audit_log") else {
         return 0;
     };
-    PURGING.set(true);
     let result = extension::as_owner_of(log, || {
+        let _purging = extension::FlagGuard::set(&PURGING, true);
         Spi::get_one_with_args::<i64>(
             "WITH old AS (SELECT id FROM prodguard.audit_log WHERE logged_at < now() - $1),
                   r AS (DELETE FROM prodguard.backup_row WHERE audit_id IN (SELECT id FROM old)),
@@ -125,7 +125,6 @@ fn purge_audit(older_than: Interval) -> i64 {
             &[older_than.into()],
         )
     });
-    PURGING.set(false);
     match result {
         Some(Ok(n)) => n.unwrap_or(0),
         Some(Err(e)) => {
@@ -348,7 +347,7 @@ fn undo(
         (None, None) => return false,
     };
     let changed = extension::as_owner_of(change.table, || {
-        let _restoring = Restoring::start();
+        let _restoring = extension::FlagGuard::set(&RESTORING, true);
         Spi::connect_mut(|client| {
             client
                 .update(
@@ -554,7 +553,7 @@ fn restore_backup(audit_id: i64) -> i64 {
           WHERE b.audit_id = $1 ORDER BY b.ordinal"
     );
     let inserted = extension::as_owner_of(relid, || {
-        let _restoring = Restoring::start();
+        let _restoring = extension::FlagGuard::set(&RESTORING, true);
         Spi::connect_mut(|client| {
             client
                 .update(&sql, None, &[audit_id.into()])

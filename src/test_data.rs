@@ -63,23 +63,8 @@ pub fn set_trigger(relid: pg_sys::Oid, on: bool) {
     } else {
         format!("DROP TRIGGER IF EXISTS {TRIGGER_NAME} ON {table}")
     };
-    let done = extension::as_owner_of(relid, || {
-        crate::command_guard::OWN_DDL.set(true);
-        let r = Spi::run(&sql);
-        crate::command_guard::OWN_DDL.set(false);
-        r
-    });
-    if let Some(Err(e)) = done {
-        raise(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!(
-                "could not {} the test-data trigger",
-                if on { "create" } else { "drop" }
-            ),
-            e.to_string(),
-            "",
-        );
-    }
+    let verb = if on { "create" } else { "drop" };
+    crate::command_guard::run_own_ddl(relid, &sql, &format!("{verb} the test-data trigger"));
 }
 
 // ---------------------------------------------------------------------------------------

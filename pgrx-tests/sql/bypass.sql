@@ -136,6 +136,17 @@ SELECT action, object, override_reason FROM prodguard.audit_log
  WHERE action = 'DROP ... CASCADE' ORDER BY id DESC LIMIT 1;
 SELECT attname FROM pg_attribute WHERE attrelid = 'bp.entry'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum;
 
+-- 4c. pg_prodguard's own DDL (the triggers protect() installs) passes the command guard;
+-- when it fails and the caller catches the error, no pass is left behind.
+CREATE TABLE bp_later (id int);
+CREATE FUNCTION bp_no_triggers() RETURNS event_trigger LANGUAGE plpgsql AS
+    $$ BEGIN RAISE EXCEPTION 'no triggers today'; END $$;
+CREATE EVENT TRIGGER bp_no_triggers ON ddl_command_start WHEN TAG IN ('CREATE TRIGGER')
+    EXECUTE FUNCTION bp_no_triggers();
+SELECT bp_try('protect() failing inside and caught, then TRUNCATE',
+    'DO $do$ BEGIN PERFORM prodguard.protect(''bp_later''); EXCEPTION WHEN OTHERS THEN NULL; END $do$; TRUNCATE bp.entry');
+DROP EVENT TRIGGER bp_no_triggers;
+
 -- 5. search_path shadowing: a user's schema first in search_path does not change what
 -- the extension's SECURITY DEFINER code calls (it pins search_path).
 CREATE SCHEMA bp_evil;
