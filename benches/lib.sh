@@ -32,3 +32,22 @@ median() {
     printf '%s\n' "$@" | sort -g |
         awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+
+# interleaved ROUNDS SECONDS SCRIPT A B C: runs the pgbench SCRIPT with -D tbl=t_<config>
+# (2 clients) for the three configs, ROUNDS times, the order rotating each round so that
+# drift on a shared machine hits all alike; prints each round and leaves each config's TPS
+# list in the associative array `results` (declared by the caller).
+interleaved() {
+    local rounds=$1 seconds=$2 script=$3 i config t line
+    local order=("$4" "$5" "$6")
+    for ((i = 1; i <= rounds; i++)); do
+        line="round $i:"
+        for config in "${order[@]}"; do
+            t=$(tps -c 2 -j 2 -T "$seconds" -f "$script" -D tbl="t_$config")
+            results[$config]+="$t "
+            line+=$(printf '  %s %8.1f' "$config" "$t")
+        done
+        echo "$line"
+        order=("${order[2]}" "${order[0]}" "${order[1]}")
+    done
+}

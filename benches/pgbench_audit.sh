@@ -27,17 +27,7 @@ SQL
 psql -X -q -d postgres -v tbl=t_plpgsql >/dev/null <"$(dirname "$0")/plpgsql_audit.sql"
 script="$(dirname "$0")/audit.pgbench"
 declare -A results=([bare]="" [audit]="" [plpgsql]="")
-order=(bare audit plpgsql)
-for ((i = 1; i <= rounds; i++)); do
-    line="round $i:"
-    for config in "${order[@]}"; do
-        t=$(tps -c 2 -j 2 -T "$seconds" -f "$script" -D tbl="t_$config")
-        results[$config]+="$t "
-        line+=$(printf '  %s %8.1f' "$config" "$t")
-    done
-    echo "$line"
-    order=("${order[2]}" "${order[0]}" "${order[1]}")
-done
+interleaved "$rounds" "$seconds" "$script" bare audit plpgsql
 # shellcheck disable=SC2086
 b=$(median ${results[bare]}) a=$(median ${results[audit]}) p=$(median ${results[plpgsql]})
 # the three runs of a round share the machine's load of that moment: compare within rounds

@@ -54,17 +54,7 @@ CREATE TRIGGER t_plpgsql_check BEFORE INSERT ON t_plpgsql FOR EACH ROW EXECUTE F
 SQL
 script="$(dirname "$0")/test_data.pgbench"
 declare -A results=([bare]="" [guard]="" [plpgsql]="")
-order=(bare guard plpgsql)
-for ((i = 1; i <= rounds; i++)); do
-    line="round $i:"
-    for config in "${order[@]}"; do
-        t=$(tps -c 2 -j 2 -T "$seconds" -f "$script" -D tbl="t_$config")
-        results[$config]+="$t "
-        line+=$(printf '  %s %8.1f' "$config" "$t")
-    done
-    echo "$line"
-    order=("${order[2]}" "${order[0]}" "${order[1]}")
-done
+interleaved "$rounds" "$seconds" "$script" bare guard plpgsql
 # shellcheck disable=SC2086
 b=$(median ${results[bare]}) g=$(median ${results[guard]}) p=$(median ${results[plpgsql]})
 awk -v b="$b" -v g="$g" -v p="$p" -v r="$rounds" -v s="$seconds" 'BEGIN {
