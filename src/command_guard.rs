@@ -18,7 +18,6 @@
 use std::ffi::{c_char, c_void, CStr};
 
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
@@ -85,13 +84,7 @@ pub fn run_own_ddl(relid: pg_sys::Oid, sql: &str, what: &str) {
         Spi::run(sql)
     });
     if let Some(Err(e)) = done {
-        ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("could not {what}"),
-            function_name!(),
-        )
-        .set_detail(e.to_string())
-        .report(PgLogLevel::ERROR);
+        policy::raise_internal(what, e);
     }
 }
 

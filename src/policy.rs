@@ -210,3 +210,27 @@ pub fn tag_hint(database: &str) -> String {
         pgrx::spi::quote_identifier(database)
     )
 }
+
+/// Raises an ERROR in PostgreSQL's style; an empty detail or hint is left out.
+pub fn raise(code: PgSqlErrorCode, message: String, detail: impl Into<String>, hint: &str) {
+    let detail = detail.into();
+    let mut report = ErrorReport::new(code, message, function_name!());
+    if !detail.is_empty() {
+        report = report.set_detail(detail);
+    }
+    if !hint.is_empty() {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::ERROR);
+}
+
+/// Raises `could not <what>` (XX000) with the underlying error as its DETAIL: for SPI
+/// statements of the extension's own that failed.
+pub fn raise_internal(what: &str, error: impl std::fmt::Display) {
+    raise(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("could not {what}"),
+        error.to_string(),
+        "",
+    );
+}

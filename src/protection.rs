@@ -22,6 +22,8 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
+
+use crate::policy::{raise, raise_internal};
 use pgrx::PgRelation;
 
 use crate::breakglass::{self, Scope};
@@ -440,12 +442,7 @@ fn write_config(sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) {
     };
     let written = extension::as_owner_of(config, || Spi::run_with_args(sql, &args));
     if let Some(Err(e)) = written {
-        raise(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            "could not write prodguard.table_protection".into(),
-            e.to_string(),
-            "",
-        );
+        raise_internal("write prodguard.table_protection", e);
     }
     // SAFETY: queues a relcache invalidation of our own table, sent at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(config) };
@@ -463,14 +460,6 @@ fn notice(message: String) {
         function_name!(),
     )
     .report(PgLogLevel::NOTICE);
-}
-
-fn raise(code: PgSqlErrorCode, message: String, detail: impl Into<String>, hint: &str) {
-    let mut report = ErrorReport::new(code, message, function_name!()).set_detail(detail);
-    if !hint.is_empty() {
-        report = report.set_hint(hint);
-    }
-    report.report(PgLogLevel::ERROR);
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -19,8 +19,9 @@ use std::cell::Cell;
 
 use pgrx::datetime::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
+
+use crate::policy::{raise, raise_internal};
 use pgrx::{JsonB, PgRelation};
 
 use crate::audit::RESTORING;
@@ -128,12 +129,7 @@ fn purge_audit(older_than: Interval) -> i64 {
     match result {
         Some(Ok(n)) => n.unwrap_or(0),
         Some(Err(e)) => {
-            raise(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                e.to_string(),
-                "",
-                "",
-            );
+            raise_internal("purge the audit log", e);
             0
         }
         None => 0,
@@ -198,12 +194,7 @@ pub fn backup(relid: pg_sys::Oid, audit_id: i64, command: &str) {
         .map_err(|e| e.to_string())
     });
     if let Some(Err(e)) = done {
-        raise(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("could not back up {table}"),
-            e,
-            "",
-        );
+        raise_internal(&format!("back up {table}"), e);
     }
 }
 
@@ -378,12 +369,7 @@ fn undo(
             false
         }
         Some(Err(e)) => {
-            raise(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("could not restore audit entry {}", change.id),
-                e.to_string(),
-                "",
-            );
+            raise_internal(&format!("restore audit entry {}", change.id), e);
             false
         }
         None => false,
@@ -563,12 +549,7 @@ fn restore_backup(audit_id: i64) -> i64 {
     match inserted {
         Some(Ok(n)) => n as i64,
         Some(Err(e)) => {
-            raise(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("could not restore the backup of {table}"),
-                e.to_string(),
-                "",
-            );
+            raise_internal(&format!("restore the backup of {table}"), e.to_string());
             0
         }
         None => 0,
@@ -611,12 +592,7 @@ fn recreate(schema: &str, table: &str, def: &serde_json::Value) -> pg_sys::Oid {
         parts.join(", ")
     );
     extension::with_pinned_search_path(|| Spi::run(&sql)).unwrap_or_else(|e| {
-        raise(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("could not recreate {table}"),
-            e.to_string(),
-            "",
-        );
+        raise_internal(&format!("recreate {table}"), e.to_string());
     });
     extension::with_pinned_search_path(|| {
         Spi::get_one_with_args::<pg_sys::Oid>("SELECT to_regclass($1)::oid", &[table.into()])
@@ -636,16 +612,4 @@ fn require_operator(what: &str) {
             "",
         );
     }
-}
-
-fn raise(code: PgSqlErrorCode, message: String, detail: impl Into<String>, hint: &str) {
-    let detail = detail.into();
-    let mut report = ErrorReport::new(code, message, function_name!());
-    if !detail.is_empty() {
-        report = report.set_detail(detail);
-    }
-    if !hint.is_empty() {
-        report = report.set_hint(hint);
-    }
-    report.report(PgLogLevel::ERROR);
 }

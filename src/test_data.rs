@@ -23,6 +23,8 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
+
+use crate::policy::{raise, raise_internal};
 use pgrx::{JsonB, PgRelation};
 
 use crate::breakglass;
@@ -661,12 +663,7 @@ fn scan_table(
             let mut cursor = client.open_cursor(query.as_str(), &[]);
             loop {
                 let mut batch = cursor.fetch(1000).unwrap_or_else(|e| {
-                    raise(
-                        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                        e.to_string(),
-                        "",
-                        "",
-                    );
+                    raise_internal("read the table being scanned", e);
                     unreachable!()
                 });
                 if batch.is_empty() {
@@ -874,26 +871,9 @@ fn write(sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) -> i32 {
     match extension::as_owner_of(table, || Spi::get_one_with_args::<i32>(sql, &args)) {
         Some(Ok(n)) => n.unwrap_or(0),
         Some(Err(e)) => {
-            raise(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                e.to_string(),
-                "",
-                "",
-            );
+            raise_internal("change the dictionary", e);
             0
         }
         None => 0,
     }
-}
-
-fn raise(code: PgSqlErrorCode, message: String, detail: impl Into<String>, hint: &str) {
-    let detail = detail.into();
-    let mut report = ErrorReport::new(code, message, function_name!());
-    if !detail.is_empty() {
-        report = report.set_detail(detail);
-    }
-    if !hint.is_empty() {
-        report = report.set_hint(hint);
-    }
-    report.report(PgLogLevel::ERROR);
 }
