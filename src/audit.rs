@@ -374,18 +374,28 @@ fn audit_trigger<'a>(
             }
         };
         let info = rel_info(rel);
-        let (mut values, mut nulls) = (Vec::new(), Vec::new());
-        let mut key = None;
-        let mut encode = |tuple: pg_sys::HeapTuple| {
+        // each version of the row is deformed once: for its jsonb, its key and, on UPDATE,
+        // the comparison of the two
+        let deformed = |tuple: pg_sys::HeapTuple| {
+            let (mut values, mut nulls) = (Vec::new(), Vec::new());
             row_json::deform(tuple, tupdesc, &mut values, &mut nulls);
-            // the key of the new row, else of the old one
-            key = info.key.as_ref().map(|k| k.encode(&values, &nulls));
-            info.row.encode(&values, &nulls)
+            (values, nulls)
         };
-        let old_row = (!old.is_null()).then(|| encode(old));
-        let new_row = (!new.is_null()).then(|| encode(new));
-        let changed_columns =
-            (!old.is_null() && !new.is_null()).then(|| changed(old, new, tupdesc));
+        let old_cols = (!old.is_null()).then(|| deformed(old));
+        let new_cols = (!new.is_null()).then(|| deformed(new));
+        let old_row = old_cols.as_ref().map(|(v, n)| info.row.encode(v, n));
+        let new_row = new_cols.as_ref().map(|(v, n)| info.row.encode(v, n));
+        // the key of the new row, else of the old one
+        let key = info.key.as_ref().and_then(|k| {
+            new_cols
+                .as_ref()
+                .or(old_cols.as_ref())
+                .map(|(v, n)| k.encode(v, n))
+        });
+        let changed_columns = match (&old_cols, &new_cols) {
+            (Some(o), Some(n)) => Some(changed(o, n, tupdesc)),
+            _ => None,
+        };
         let test_data = crate::test_data::take_pending((*rel).rd_id, new, tupdesc);
         write(Entry {
             action,
@@ -448,13 +458,14 @@ fn note_silenced(relid: pg_sys::Oid) {
     }
 }
 
-/// Names of the columns whose stored value differs between two versions of a row.
+/// Names of the columns whose stored value differs between two versions of a row, given
+/// deformed (values, nulls).
 ///
 /// # Safety
-/// Both tuples must be tuples of a relation with descriptor `tupdesc`.
+/// Both must be tuples of a relation with descriptor `tupdesc`, deformed with it.
 unsafe fn changed(
-    old: pg_sys::HeapTuple,
-    new: pg_sys::HeapTuple,
+    old: &(Vec<pg_sys::Datum>, Vec<bool>),
+    new: &(Vec<pg_sys::Datum>, Vec<bool>),
     tupdesc: pg_sys::TupleDesc,
 ) -> Vec<String> {
     let mut names = Vec::new();
@@ -465,12 +476,11 @@ unsafe fn changed(
             if att.attisdropped {
                 continue;
             }
-            let (mut n1, mut n2) = (false, false);
-            let a = pg_sys::heap_getattr(old, i as i32 + 1, tupdesc, &mut n1);
-            let b = pg_sys::heap_getattr(new, i as i32 + 1, tupdesc, &mut n2);
-            let same = match (n1, n2) {
+            let same = match (old.1[i], new.1[i]) {
                 (true, true) => true,
-                (false, false) => extension::same_image(a, b, att.attbyval, att.attlen),
+                (false, false) => {
+                    extension::same_image(old.0[i], new.0[i], att.attbyval, att.attlen)
+                }
                 _ => false,
             };
             if !same {
