@@ -1,10 +1,10 @@
-//! Micro-benchmark of the test-data matcher (src/matcher.rs, included directly: it is pure
+//! Micro-benchmark of the test-data matcher (src/guards/test_data/matcher.rs, included directly: it is pure
 //! Rust). Reports, for dictionaries of 5,000 and 100,000 patterns plus the built-in kinds:
 //! build time, heap memory of the compiled matcher, and search speed in MB/s over
 //! realistic row values (names, e-mails, addresses, product names, notes), ASCII and
 //! accented. Run with `cargo bench --bench matcher`.
 
-#[path = "../src/matcher.rs"]
+#[path = "../src/guards/test_data/matcher.rs"]
 #[allow(dead_code)]
 mod matcher;
 

@@ -104,3 +104,4 @@ COMMENT ON FUNCTION prodguard.row_history(regclass, jsonb) IS
     'The audit entries of one row of a table (and its partitions), oldest first; key as in audit_log.row_key.';
 COMMENT ON VIEW prodguard.recent_destructive IS
     'pg_prodguard: guarded commands that ran (overridden in production, warned in staging): when, who, from where, why.';
+COMMENT ON FUNCTION prodguard.audit_trigger() IS 'Internal: AFTER row trigger that prodguard.protect(audit => true) installs; one audit_log row per changed row.';

@@ -14,6 +14,7 @@
 //! | ExecutorStart | `row_guard::after_start` (before any row is touched) |
 //! | ExecutorFinish | `row_guard::after_finish` (rows changed) |
 //! | object_access (OAT_DROP) | `command_guard::cascaded_drop` (a protected table or column dropped by a statement the command guard does not judge, e.g. `DROP TYPE ... CASCADE`) |
+//! | shmem_request, shmem_startup | `records::shmem` (the denial queue and the metrics counters; only under shared_preload_libraries) |
 
 use std::ffi::{c_char, c_int};
 
@@ -21,13 +22,17 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 
-use crate::{command_guard, row_guard};
+use crate::guards::command as command_guard;
+use crate::guards::row as row_guard;
+use crate::records::shmem;
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
 static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 static mut PREV_EXECUTOR_FINISH: pg_sys::ExecutorFinish_hook_type = None;
 static mut PREV_OBJECT_ACCESS: pg_sys::object_access_hook_type = None;
+static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
+static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
 
 pub fn install() {
     // SAFETY: _PG_init runs once per process, before any statement, on the only thread.
@@ -43,6 +48,40 @@ pub fn install() {
         PREV_OBJECT_ACCESS = pg_sys::object_access_hook;
         pg_sys::object_access_hook = Some(object_access);
     }
+}
+
+/// Installs the shared-memory hooks; only from _PG_init under shared_preload_libraries.
+pub fn install_shmem() {
+    // SAFETY: _PG_init of a preloaded library runs in the postmaster before any other
+    // process exists.
+    unsafe {
+        PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(shmem_request);
+        PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(shmem_startup);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shmem_request() {
+    // SAFETY: called by the postmaster while shared memory is being sized.
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_REQUEST {
+            pg_guard_ffi_boundary(|| prev());
+        }
+    }
+    shmem::request();
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shmem_startup() {
+    // SAFETY: called once per (re)initialisation of shared memory.
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_STARTUP {
+            pg_guard_ffi_boundary(|| prev());
+        }
+    }
+    shmem::attach();
 }
 
 #[pg_guard]

@@ -14,8 +14,11 @@ use std::ffi::c_int;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::extension::{cstr_or, with_pinned_search_path};
-use crate::settings::{self, Environment, ENVIRONMENT_NAME};
+use crate::core::extension::with_pinned_search_path;
+use crate::core::pg::cstr_or;
+#[cfg(any(test, feature = "pg_test"))]
+use crate::core::pg::current_database;
+use crate::core::settings::{self, Environment, ENVIRONMENT_NAME};
 
 /// A database as the guards see it.
 pub struct Database {
@@ -178,12 +181,6 @@ pub fn cluster_default() -> Environment {
     value.map_or(Environment::Production, |v| {
         Environment::parse_or_production(&v)
     })
-}
-
-/// The name of the current database.
-pub fn current_database() -> String {
-    // SAFETY: MyDatabaseId is set in a connected backend; the name is palloc'd or NULL.
-    unsafe { cstr_or(pg_sys::get_database_name(pg_sys::MyDatabaseId), "") }
 }
 
 #[cfg(any(test, feature = "pg_test"))]

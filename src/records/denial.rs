@@ -15,8 +15,8 @@
 //! (one line in the log; wrapped here). The event word is `refused`, `warned` or
 //! `overridden`.
 //!
-//! A refusal is also put into the shared denial queue (`shared`) before the error is
-//! raised; a background worker (`denial_worker`) writes it to `prodguard.denial_log` of
+//! A refusal is also put into the shared denial queue (`records::shmem`) before the error is
+//! raised; a background worker (`workers`) writes it to `prodguard.denial_log` of
 //! this database in its own transaction, so it survives the rollback. Every event also
 //! bumps its counter in `prodguard.metrics`.
 
@@ -24,10 +24,9 @@ use std::ffi::CStr;
 
 use pgrx::pg_sys;
 
-use crate::breakglass;
-use crate::extension::cstr_or;
-use crate::policy::{Finding, Guard};
-use crate::shared::{self, Counter, Record};
+use crate::core::finding::{Finding, Guard};
+use crate::core::pg::{self, cstr_or};
+use crate::records::shmem::{self, Counter, Record};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -61,7 +60,7 @@ fn log_with_detail(event: Event, finding: &Finding, reason: Option<&str>, detail
     let who = Session::current();
     match event {
         Event::Refused => {
-            shared::count(match finding.guard {
+            shmem::count(match finding.guard {
                 Guard::Command => Counter::RefusedCommand,
                 Guard::Settings => Counter::RefusedSettings,
                 Guard::Row => Counter::RefusedRow,
@@ -70,8 +69,8 @@ fn log_with_detail(event: Event, finding: &Finding, reason: Option<&str>, detail
             });
             queue(finding, detail, &who);
         }
-        Event::Warned => shared::count(Counter::Warned),
-        Event::Overridden => shared::count(Counter::OverridesUsed),
+        Event::Warned => shmem::count(Counter::Warned),
+        Event::Overridden => shmem::count(Counter::OverridesUsed),
     }
     let fields = [
         ("guard", finding.guard.name().to_string()),
@@ -81,7 +80,7 @@ fn log_with_detail(event: Event, finding: &Finding, reason: Option<&str>, detail
         ("user", who.user),
         ("session_user", who.session_user),
         ("application", who.application),
-        ("client", who.client),
+        ("client", who.client.unwrap_or_else(|| "local".into())),
         ("pid", who.pid.to_string()),
         ("reason", reason.unwrap_or("").to_string()),
     ];
@@ -122,7 +121,7 @@ fn log_one_line(line: &str) {
             pg_sys::errhidestmt(true);
             pg_sys::errhidecontext(true);
             errfinish(
-                c"denial_log.rs".as_ptr(),
+                c"denial.rs".as_ptr(),
                 line!() as std::ffi::c_int,
                 c"log".as_ptr(),
             );
@@ -135,7 +134,7 @@ fn log_one_line(line: &str) {
 fn queue(finding: &Finding, detail: &str, who: &Session) {
     // SAFETY: reads of backend globals.
     let dboid = unsafe { pg_sys::MyDatabaseId };
-    if !shared::available() || dboid == pg_sys::InvalidOid {
+    if !shmem::available() || dboid == pg_sys::InvalidOid {
         return;
     }
     let mut r = Record::empty();
@@ -147,18 +146,14 @@ fn queue(finding: &Finding, detail: &str, who: &Session) {
     r.db_user.set(&who.user);
     r.session_user.set(&who.session_user);
     r.application.set(&who.application);
-    r.client.set(if who.client == "local" {
-        ""
-    } else {
-        &who.client
-    });
+    r.client.set(who.client.as_deref().unwrap_or(""));
     r.guard.set(finding.guard.name());
     r.command.set(&finding.command);
     r.object.set(&finding.object);
     r.detail.set(detail);
     r.statement
-        .set(&crate::audit::current_statement().unwrap_or_default());
-    shared::enqueue(&r);
+        .set(&pg::current_statement().unwrap_or_default());
+    shmem::enqueue(&r);
 }
 
 fn escape(value: &str) -> String {
@@ -174,7 +169,9 @@ pub struct Session {
     pub user: String,
     pub session_user: String,
     pub application: String,
-    pub client: String,
+    /// The client's IP address; `None` for a Unix-socket connection or a background
+    /// process.
+    pub client: Option<String>,
     pub pid: i32,
 }
 
@@ -184,9 +181,9 @@ impl Session {
         // is checked for NULL before use.
         unsafe {
             Session {
-                database: crate::environment::current_database(),
-                user: breakglass::role_name(pg_sys::GetUserId()),
-                session_user: breakglass::role_name(pg_sys::GetSessionUserId()),
+                database: pg::current_database(),
+                user: pg::role_name(pg_sys::GetUserId()),
+                session_user: pg::role_name(pg_sys::GetSessionUserId()),
                 application: cstr_or(pg_sys::application_name, ""),
                 client: client_address(),
                 pid: pg_sys::MyProcPid,
@@ -195,13 +192,13 @@ impl Session {
     }
 }
 
-/// The client's IP address, or `local` for a Unix-socket connection or a background process.
-fn client_address() -> String {
+/// The client's IP address; `None` for a Unix-socket connection or a background process.
+fn client_address() -> Option<String> {
     // SAFETY: inet_client_addr takes no arguments and returns NULL when there is no IP
     // client; inet_out turns an inet datum into a palloc'd C string.
     unsafe {
         pgrx::direct_function_call_as_datum(pg_sys::inet_client_addr, &[])
             .and_then(|inet| pgrx::direct_function_call::<&CStr>(pg_sys::inet_out, &[Some(inet)]))
-            .map_or_else(|| "local".to_string(), |s| s.to_string_lossy().into_owned())
+            .map(|s| s.to_string_lossy().into_owned())
     }
 }

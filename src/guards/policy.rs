@@ -5,86 +5,19 @@
 //! the statement run. Production refuses, unless a valid override is in force, in which
 //! case the statement runs. A statement that runs on an override or with a staging
 //! warning gets its audit row (`enforce`). Every refusal, warning and override also writes
-//! one `prodguard:` line to the server log (see `denial_log`).
+//! one `prodguard:` line to the server log (see `records::denial`).
+//!
+//! This is the one module of the guards layer that every guard may use.
 
-use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use crate::breakglass::{self, Override, Scope};
-use crate::denial_log::{self, Event};
-use crate::settings::Environment;
-
-/// Which guard found something; part of the log line and of later denial records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Guard {
-    Command,
-    Settings,
-    Row,
-    TestData,
-    Audit,
-}
-
-impl Guard {
-    pub fn name(self) -> &'static str {
-        match self {
-            Guard::Command => "command",
-            Guard::Settings => "settings",
-            Guard::Row => "row",
-            Guard::TestData => "test_data",
-            Guard::Audit => "audit",
-        }
-    }
-}
-
-/// What a guard found in one statement, in words a DBA reads.
-#[derive(Clone, Debug)]
-pub struct Finding {
-    pub guard: Guard,
-    /// The command, as PostgreSQL names it: `TRUNCATE`, `DROP TABLE`, `ALTER SYSTEM`.
-    pub command: String,
-    /// What it acts on: `table "public.profiles"`, `setting "prodguard.environment"`.
-    pub object: String,
-    /// Where the protection comes from, appended to the message:
-    /// ` in production database "app"`; empty when `object` already says it.
-    pub place: String,
-    /// First sentence of the DETAIL: why this is guarded.
-    pub why: String,
-    /// Last sentence of the HINT: the way forward other than an override.
-    pub alternative: String,
-    /// The table acted on, for the audit row.
-    pub relation: Option<pg_sys::Oid>,
-    /// SQLSTATE of the refusal.
-    pub sqlstate: PgSqlErrorCode,
-    /// A fixed primary message, used as is in production and staging (the row guard keeps
-    /// pg-safeupdate's wording). `None`: "<command> of <object> is blocked<place>".
-    pub message: Option<String>,
-}
-
-impl Finding {
-    /// The usual finding: refused with 42501 and the standard message.
-    pub fn blocked(
-        guard: Guard,
-        command: impl Into<String>,
-        object: impl Into<String>,
-        place: impl Into<String>,
-        why: impl Into<String>,
-        alternative: impl Into<String>,
-        relation: Option<pg_sys::Oid>,
-    ) -> Finding {
-        Finding {
-            guard,
-            command: command.into(),
-            object: object.into(),
-            place: place.into(),
-            why: why.into(),
-            alternative: alternative.into(),
-            relation,
-            sqlstate: PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            message: None,
-        }
-    }
-}
+use crate::core::breakglass::{self, Override, Scope};
+use crate::core::error::raise;
+use crate::core::finding::Finding;
+use crate::core::settings::{self, Environment};
+use crate::records::audit_log;
+use crate::records::denial::{self, Event};
 
 /// The text of a refusal.
 #[derive(Debug)]
@@ -111,7 +44,7 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
     match env {
         Environment::Development => Decision::Silent,
         Environment::Staging => {
-            denial_log::log(Event::Warned, finding, None);
+            denial::log(Event::Warned, finding, None);
             let message = finding.message.clone().unwrap_or_else(|| {
                 format!(
                     "{} of {} would be blocked in production",
@@ -128,7 +61,7 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
         }
         Environment::Production => match breakglass::current(scope) {
             Override::Valid { reason } => {
-                denial_log::log(Event::Overridden, finding, Some(&reason));
+                denial::log(Event::Overridden, finding, Some(&reason));
                 Decision::Overridden(reason)
             }
             other => {
@@ -137,7 +70,7 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
                     _ => None,
                 };
                 let report = refusal(finding, &other, scope);
-                denial_log::log_refusal(finding, tried, &report.detail);
+                denial::log_refusal(finding, tried, &report.detail);
                 Decision::Refuse(report)
             }
         },
@@ -160,15 +93,20 @@ pub fn enforce(
         Decision::Silent => return None,
         Decision::Warned => None,
         Decision::Overridden(reason) => Some(reason),
-        Decision::Refuse(report) => {
-            ErrorReport::new(finding.sqlstate, report.message, function_name!())
-                .set_detail(report.detail)
-                .set_hint(report.hint)
-                .report(PgLogLevel::ERROR);
-            unreachable!("an ERROR does not return")
-        }
+        Decision::Refuse(report) => raise(
+            finding.sqlstate,
+            report.message,
+            report.detail,
+            &report.hint,
+        ),
     };
-    crate::audit::record_command(finding, env, reason.as_deref(), statement)
+    audit_log::record_command(finding, env, reason.as_deref(), statement)
+}
+
+/// `enforce` for a finding about this database, judged by its environment, with an
+/// override that counts in this transaction.
+pub fn enforce_here(finding: &Finding) -> Option<i64> {
+    enforce(settings::environment(), finding, Scope::Transaction, None)
 }
 
 fn refusal(finding: &Finding, ovr: &Override, scope: Scope) -> Report {
@@ -201,36 +139,4 @@ fn refusal(finding: &Finding, ovr: &Override, scope: Scope) -> Report {
             finding.alternative
         ),
     }
-}
-
-/// The usual way forward besides an override: tag the database if it is not production.
-pub fn tag_hint(database: &str) -> String {
-    format!(
-        "If the database is not production, tag it: ALTER DATABASE {} SET prodguard.environment = 'development'.",
-        pgrx::spi::quote_identifier(database)
-    )
-}
-
-/// Raises an ERROR in PostgreSQL's style; an empty detail or hint is left out.
-pub fn raise(code: PgSqlErrorCode, message: String, detail: impl Into<String>, hint: &str) {
-    let detail = detail.into();
-    let mut report = ErrorReport::new(code, message, function_name!());
-    if !detail.is_empty() {
-        report = report.set_detail(detail);
-    }
-    if !hint.is_empty() {
-        report = report.set_hint(hint);
-    }
-    report.report(PgLogLevel::ERROR);
-}
-
-/// Raises `could not <what>` (XX000) with the underlying error as its DETAIL: for SPI
-/// statements of the extension's own that failed.
-pub fn raise_internal(what: &str, error: impl std::fmt::Display) {
-    raise(
-        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-        format!("could not {what}"),
-        error.to_string(),
-        "",
-    );
 }

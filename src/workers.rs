@@ -1,4 +1,4 @@
-//! Denial writers: background workers that copy the queued denial records (`shared`) into
+//! Denial writers: background workers that copy the queued denial records (`records::shmem`) into
 //! `prodguard.denial_log` of the database where each refusal happened.
 //!
 //! A worker connects to one database for its whole life, so there are two kinds:
@@ -26,7 +26,7 @@ use pgrx::bgworkers::{
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::shared::{self, Counter, Record};
+use crate::records::shmem::{self, Counter, Record};
 
 const LAUNCHER: &str = "prodguard denial launcher";
 const WRITER: &str = "prodguard denial writer";
@@ -53,20 +53,20 @@ pub fn register() {
 pub extern "C-unwind" fn prodguard_denial_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     // SAFETY: MyLatch is this process's latch, in shared memory.
-    shared::set_launcher_latch(unsafe { pg_sys::MyLatch });
+    shmem::set_launcher_latch(unsafe { pg_sys::MyLatch });
     // writers started by an earlier launcher are not ours to watch: start afresh (a
     // duplicate writer is harmless: records are taken under the lock and ids are unique)
-    shared::forget_writers();
+    shmem::forget_writers();
     let mut writers: Vec<(u32, DynamicBackgroundWorker)> = Vec::new();
     loop {
         writers.retain(|(db, w)| match w.pid() {
             Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) => true,
             Err(_) => {
-                shared::writer_stopped(*db, MAX_FAILURES);
+                shmem::writer_stopped(*db, MAX_FAILURES);
                 false
             }
         });
-        for db in shared::claim_databases() {
+        for db in shmem::claim_databases() {
             let started = BackgroundWorkerBuilder::new(WRITER)
                 .set_type(WRITER)
                 .set_library("pg_prodguard")
@@ -82,7 +82,7 @@ pub extern "C-unwind" fn prodguard_denial_launcher_main(_arg: pg_sys::Datum) {
                     pgrx::warning!(
                         "prodguard: could not start a denial writer for database {db}: no free background worker slot"
                     );
-                    shared::writer_stopped(db, MAX_FAILURES);
+                    shmem::writer_stopped(db, MAX_FAILURES);
                 }
             }
         }
@@ -90,7 +90,7 @@ pub extern "C-unwind" fn prodguard_denial_launcher_main(_arg: pg_sys::Datum) {
             break;
         }
     }
-    shared::set_launcher_latch(std::ptr::null_mut());
+    shmem::set_launcher_latch(std::ptr::null_mut());
     // a non-zero exit code makes the postmaster restart the launcher (unless it is shutting
     // down), also when someone terminated it
     // SAFETY: leaving the worker process.
@@ -104,10 +104,10 @@ pub extern "C-unwind" fn prodguard_denial_writer_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
     // SAFETY: MyLatch is this process's latch, in shared memory.
-    shared::writer_started(dboid, unsafe { pg_sys::MyLatch });
+    shmem::writer_started(dboid, unsafe { pg_sys::MyLatch });
     let mut idle_since = Instant::now();
     loop {
-        let batch = shared::take(dboid, BATCH);
+        let batch = shmem::take(dboid, BATCH);
         if !batch.is_empty() {
             write(dboid, &batch);
             idle_since = Instant::now();
@@ -115,7 +115,7 @@ pub extern "C-unwind" fn prodguard_denial_writer_main(arg: pg_sys::Datum) {
                 continue;
             }
         }
-        if idle_since.elapsed() >= IDLE_EXIT && shared::writer_may_exit(dboid) {
+        if idle_since.elapsed() >= IDLE_EXIT && shmem::writer_may_exit(dboid) {
             return;
         }
         let awake = BackgroundWorker::wait_latch(Some(Duration::from_millis(100)));
@@ -126,13 +126,13 @@ pub extern "C-unwind" fn prodguard_denial_writer_main(arg: pg_sys::Datum) {
         } else {
             // terminated (or shutting down): write what is queued, then go
             loop {
-                let batch = shared::take(dboid, BATCH);
+                let batch = shmem::take(dboid, BATCH);
                 if batch.is_empty() {
                     break;
                 }
                 write(dboid, &batch);
             }
-            shared::writer_may_exit(dboid);
+            shmem::writer_may_exit(dboid);
             return;
         }
     }
@@ -204,9 +204,9 @@ fn write(dboid: u32, batch: &[(usize, Record)]) {
         true
     });
     let slots: Vec<(usize, i64)> = batch.iter().map(|(i, r)| (*i, r.id)).collect();
-    shared::release(dboid, &slots);
+    shmem::release(dboid, &slots);
     let n = batch.len() as u64;
-    shared::add(
+    shmem::add(
         if written {
             Counter::DenialsWritten
         } else {

@@ -1,5 +1,6 @@
 //! Shared memory: the queue of denial records waiting to be written to a table, and the
-//! counters behind `prodguard.metrics`.
+//! counters behind `prodguard.metrics`. (The shared-memory hooks that call `request` and
+//! `attach` are in `hooks`.)
 //!
 //! Present only when the library is in `shared_preload_libraries` (shared memory can only
 //! be reserved at server start); otherwise every function here is a no-op and the server
@@ -22,6 +23,11 @@ use pgrx::pg_sys;
 const NAME: &CStr = c"pg_prodguard";
 const QUEUE_FILE: &str = "pg_prodguard_denials.queue";
 const FILE_MAGIC: u64 = 0x7067_7072_6f64_0001;
+/// The queue file starts with three 8-byte words: magic, record size, next record id.
+const FILE_HEADER_LEN: usize = 24;
+/// AddinShmemInitLock's index in MainLWLockArray (lwlocknames.txt), which pgrx does not
+/// export.
+const ADDIN_SHMEM_INIT_LOCK: usize = 21;
 /// At most this many databases have a writer at a time.
 pub const MAX_WRITERS: usize = 32;
 
@@ -152,48 +158,38 @@ static mut HEADER: *mut Header = std::ptr::null_mut();
 static mut RECORDS: *mut Record = std::ptr::null_mut();
 static mut LOCK: *mut pg_sys::LWLock = std::ptr::null_mut();
 static mut CAPACITY: usize = 0;
-static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
-static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
 
 fn size(capacity: usize) -> usize {
     std::mem::size_of::<Header>() + capacity * std::mem::size_of::<Record>()
 }
 
-/// Reserves the shared memory; called from _PG_init under shared_preload_libraries.
-pub fn install(capacity: usize) {
+/// Sets the queue's capacity; called from _PG_init under shared_preload_libraries, before
+/// the shared-memory hooks run.
+pub fn configure(capacity: usize) {
     // SAFETY: _PG_init of a preloaded library runs in the postmaster before any other
-    // process exists; the previous hooks are kept and called first.
-    unsafe {
-        CAPACITY = capacity;
-        PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
-        pg_sys::shmem_request_hook = Some(shmem_request);
-        PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
-        pg_sys::shmem_startup_hook = Some(shmem_startup);
-    }
+    // process exists.
+    unsafe { CAPACITY = capacity };
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn shmem_request() {
+/// What the shared-memory request hook asks for: the space and one named lock.
+pub fn request() {
     // SAFETY: called by the postmaster while shared memory is being sized.
     unsafe {
-        if let Some(prev) = PREV_SHMEM_REQUEST {
-            prev();
-        }
         pg_sys::RequestAddinShmemSpace(size(CAPACITY));
         pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), 1);
     }
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn shmem_startup() {
-    // SAFETY: called once per (re)initialisation of shared memory, in the postmaster;
-    // the struct is sized by shmem_request and initialised only when not found.
+/// What the shared-memory startup hook does: finds (or creates and initialises) the queue
+/// and counters; in the postmaster, also reloads the records saved at the last clean
+/// shutdown and arranges to save them at the next.
+pub fn attach() {
+    // SAFETY: called once per (re)initialisation of shared memory, in the postmaster (and
+    // in EXEC_BACKEND children); the struct is sized by `request` and initialised only
+    // when not found, under AddinShmemInitLock.
     unsafe {
-        if let Some(prev) = PREV_SHMEM_STARTUP {
-            prev();
-        }
-        // AddinShmemInitLock
-        let init_lock = &mut (*pg_sys::MainLWLockArray.add(21)).lock as *mut pg_sys::LWLock;
+        let init_lock =
+            &mut (*pg_sys::MainLWLockArray.add(ADDIN_SHMEM_INIT_LOCK)).lock as *mut pg_sys::LWLock;
         pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         let mut found = false;
         let base = pg_sys::ShmemInitStruct(NAME.as_ptr(), size(CAPACITY), &mut found);
@@ -485,7 +481,8 @@ unsafe extern "C-unwind" fn save_at_exit(code: i32, _arg: pg_sys::Datum) {
     if pending.is_empty() {
         return;
     }
-    let mut out = Vec::with_capacity(24 + pending.len() * std::mem::size_of::<Record>());
+    let mut out =
+        Vec::with_capacity(FILE_HEADER_LEN + pending.len() * std::mem::size_of::<Record>());
     out.extend_from_slice(&FILE_MAGIC.to_ne_bytes());
     out.extend_from_slice(&(std::mem::size_of::<Record>() as u64).to_ne_bytes());
     out.extend_from_slice(&header.next_id.load(Ordering::Relaxed).to_ne_bytes());
@@ -522,7 +519,10 @@ fn load_saved() {
         if h.next_id.load(Ordering::Relaxed) < next_id {
             h.next_id.store(next_id, Ordering::Relaxed);
         }
-        for (slot, chunk) in records.iter_mut().zip(bytes[24..].chunks_exact(rsize)) {
+        for (slot, chunk) in records
+            .iter_mut()
+            .zip(bytes[FILE_HEADER_LEN..].chunks_exact(rsize))
+        {
             // SAFETY: the chunk holds the bytes of a Record written by this version.
             let mut r: Record =
                 unsafe { std::ptr::read_unaligned(chunk.as_ptr() as *const Record) };

@@ -19,7 +19,9 @@ use std::ffi::{c_char, c_void};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::settings;
+use crate::core::error::raise;
+use crate::core::pg::role_name;
+use crate::core::settings;
 
 /// Which transactions an override may act in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,17 +164,16 @@ pub fn is_operator(role: pg_sys::Oid) -> bool {
     }
 }
 
-pub fn role_name(role: pg_sys::Oid) -> String {
-    // SAFETY: GetUserNameFromId with noerr=true returns NULL for an unknown role.
-    unsafe {
-        let name = pg_sys::GetUserNameFromId(role, true);
-        if name.is_null() {
-            format!("{}", role.to_u32())
-        } else {
-            std::ffi::CStr::from_ptr(name)
-                .to_string_lossy()
-                .into_owned()
-        }
+/// Raises `message` (42501) unless the current user is an operator; `detail` says who may.
+pub fn require_operator(message: String, detail: String) {
+    // SAFETY: GetUserId reads a backend global.
+    if !is_operator(unsafe { pg_sys::GetUserId() }) {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            message,
+            detail,
+            "",
+        );
     }
 }
 

@@ -1,20 +1,15 @@
 //! Status: `prodguard.status()`, what this session's guards would do, one setting a row;
-//! and `prodguard.metrics`, the shared counters since server start.
+//! `prodguard.metrics`, the shared counters since server start; and the preload check
+//! that CREATE EXTENSION runs last.
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use crate::breakglass::{self, Override, Scope};
-use crate::shared;
-
-// The denial log's table and view, and the metrics view (the worker writing the table
-// lives in denial_worker, the counters in shared).
-extension_sql_file!(
-    "../sql/denial_log.sql",
-    name = "denial_log",
-    requires = ["audit", metrics]
-);
-use crate::settings::{self, Token};
+use crate::core::breakglass::{self, Override, Scope};
+use crate::core::extension::{self, preloaded};
+use crate::core::settings::{self, Token};
+use crate::records::shmem;
 
 fn on_off(on: bool) -> String {
     if on { "on" } else { "off" }.to_string()
@@ -30,7 +25,7 @@ fn status() -> TableIterator<'static, (name!(setting, String), name!(value, Stri
             "environment".to_string(),
             settings::environment().name().to_string(),
         ),
-        ("preloaded".to_string(), on_off(crate::preloaded())),
+        ("preloaded".to_string(), on_off(preloaded())),
     ];
     for token in Token::ALL {
         rows.push((
@@ -52,7 +47,7 @@ fn status() -> TableIterator<'static, (name!(setting, String), name!(value, Stri
             limit.to_string()
         },
     ));
-    let protected = crate::extension::with_pinned_search_path(|| {
+    let protected = extension::with_pinned_search_path(|| {
         Spi::get_one::<i64>("SELECT count(*) FROM prodguard.protected_tables")
     })
     .ok()
@@ -63,8 +58,8 @@ fn status() -> TableIterator<'static, (name!(setting, String), name!(value, Stri
         "test_data.action".into(),
         format!("{:?}", settings::TEST_DATA_ACTION.get()).to_lowercase(),
     ));
-    let dictionary_table = crate::extension::own_table(c"dictionary").unwrap_or(pg_sys::InvalidOid);
-    let (dictionaries, patterns) = crate::extension::as_owner_of(dictionary_table, || {
+    let dictionary_table = extension::own_table(c"dictionary").unwrap_or(pg_sys::InvalidOid);
+    let (dictionaries, patterns) = extension::as_owner_of(dictionary_table, || {
         Spi::get_two::<i64, i64>(
             "SELECT (SELECT count(*) FROM prodguard.dictionary WHERE enabled),
                     (SELECT count(*) FROM prodguard.dictionary_entry e
@@ -98,11 +93,11 @@ fn status() -> TableIterator<'static, (name!(setting, String), name!(value, Stri
     ));
     rows.push((
         "denial_log".into(),
-        if shared::available() {
+        if shmem::available() {
             format!(
                 "queue of {} records, {} waiting",
-                shared::capacity(),
-                shared::depth().unwrap_or(0)
+                shmem::capacity(),
+                shmem::depth().unwrap_or(0)
             )
         } else {
             "server log only (not in shared_preload_libraries)".into()
@@ -122,8 +117,8 @@ pub fn metrics() -> TableIterator<
         name!(description, String),
     ),
 > {
-    let values = shared::counters();
-    let mut rows: Vec<(String, Option<i64>, String)> = shared::COUNTERS
+    let values = shmem::counters();
+    let mut rows: Vec<(String, Option<i64>, String)> = shmem::COUNTERS
         .iter()
         .enumerate()
         .map(|(i, (name, what))| {
@@ -136,13 +131,29 @@ pub fn metrics() -> TableIterator<
         .collect();
     rows.push((
         "denial_queue_depth".into(),
-        shared::depth().map(|d| d as i64),
+        shmem::depth().map(|d| d as i64),
         "denial records waiting in the queue now".into(),
     ));
     rows.push((
         "denial_queue_size".into(),
-        shared::available().then(|| shared::capacity() as i64),
+        shmem::available().then(|| shmem::capacity() as i64),
         "capacity of the queue (prodguard.denial_queue_size)".into(),
     ));
     TableIterator::new(rows)
+}
+
+/// Called by the install script: refuses CREATE EXTENSION when the library was not
+/// preloaded, because the guards would then protect only the session that created it.
+#[pg_extern(name = "_require_preload")]
+fn require_preload() {
+    if !preloaded() {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "pg_prodguard must be loaded via shared_preload_libraries",
+            function_name!(),
+        )
+        .set_detail("The library was loaded on demand, so its guards would protect this session only.")
+        .set_hint("Add this line to postgresql.conf and restart the server: shared_preload_libraries = 'pg_prodguard'")
+        .report(PgLogLevel::ERROR);
+    }
 }

@@ -1,121 +1,53 @@
-//! Backups and restore (SPEC §6): one call puts back what the audit log recorded.
+//! Restore (SPEC §6): one call puts back what the audit log recorded.
 //!
-//! - `backup()`: before an overridden (or staging-warned) TRUNCATE, DROP TABLE or DROP
-//!   SCHEMA reaches a protected table, its definition goes to `prodguard.backup_table` and
-//!   its rows to `prodguard.backup_row`, up to `prodguard.backup_max_rows` (above that the
-//!   statement is refused even with an override).
 //! - `restore_row`, `undo_transaction`, `restore_table`: undo audited row changes, newest
 //!   first, by key (primary key, else replica identity). Without `force`, a change is not
 //!   undone when the same row changed again later outside the set being undone.
-//! - `restore_backup`: re-inserts a TRUNCATE's rows, recreating a dropped table first.
-//! - `purge_audit`: the only way rows leave the audit log (`append_only` refuses every
-//!   other UPDATE, DELETE and TRUNCATE of the extension's audit tables, superusers
+//! - `restore_backup`: re-inserts a TRUNCATE's rows (`records::backup`), recreating a
+//!   dropped table first.
+//! - `purge_audit`: the only way rows leave the audit log (`guards::append_only` refuses
+//!   every other UPDATE, DELETE and TRUNCATE of the extension's audit tables, superusers
 //!   included); in production it needs an override.
 //!
 //! Restores are for members of prodguard_operator; they run as the table's owner with a
 //! pinned search_path, and every restored row of an audited table is audited as RESTORE.
 
-use std::cell::Cell;
-
 use pgrx::datetime::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-
-use crate::policy::{raise, raise_internal};
 use pgrx::{JsonB, PgRelation};
 
-use crate::audit::RESTORING;
-use crate::breakglass::{self, Scope};
-use crate::extension;
-use crate::policy::{self, Finding, Guard};
-use crate::settings;
-
-thread_local! {
-    /// Set while purge_audit() deletes: the only DELETE append_only() lets through.
-    static PURGING: Cell<bool> = const { Cell::new(false) };
-}
-
-extension_sql_file!(
-    "../sql/audit.sql",
-    name = "audit",
-    requires = [
-        append_only,
-        purge_audit,
-        restore_row,
-        undo_transaction,
-        restore_table,
-        restore_backup
-    ]
-);
-
-// ---------------------------------------------------------------------------------------
-// Append-only audit tables.
-
-/// Trigger on the audit tables: UPDATE, DELETE and TRUNCATE are refused for everyone,
-/// except the DELETE of purge_audit().
-#[pg_trigger]
-fn append_only<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
-    if PURGING.get() {
-        return Ok(trigger.old());
-    }
-    let table = trigger.table_name().unwrap_or_default();
-    let op = match trigger.op() {
-        Ok(PgTriggerOperation::Update) => "UPDATE",
-        Ok(PgTriggerOperation::Truncate) => "TRUNCATE",
-        _ => "DELETE",
-    };
-    let finding = Finding::blocked(
-        Guard::Audit,
-        op,
-        format!("table \"prodguard.{table}\""),
-        "",
-        "The audit log, its backups and the denial log are append-only, for every role and in every environment.",
-        "",
-        None,
-    );
-    crate::denial_log::log(crate::denial_log::Event::Refused, &finding, None);
-    raise(
-        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        format!("{op} of table \"prodguard.{table}\" is not allowed: it is append-only"),
-        "The audit log, its backups and the denial log are append-only, for every role and in every environment.",
-        "Old entries are removed with prodguard.purge_audit(older_than), which needs an override in production.",
-    );
-    Ok(None)
-}
+use crate::core::breakglass;
+use crate::core::error::{raise, raise_internal};
+use crate::core::extension;
+use crate::core::finding::{Finding, Guard};
+use crate::core::passes::{FlagGuard, PURGING, RESTORING};
+use crate::core::pg;
+use crate::guards::policy;
 
 /// Removes audit entries (and their backups) older than `older_than`; returns how many
 /// audit entries were removed. Members of prodguard_operator; an override in production.
 #[pg_extern(volatile)]
 fn purge_audit(older_than: Interval) -> i64 {
     require_operator("purge the audit log");
-    let env = settings::environment();
-    let db = crate::environment::current_database();
-    let finding = Finding::blocked(
+    let older = extension::with_pinned_search_path(|| {
+        Spi::get_one_with_args::<String>("SELECT $1::text", &[older_than.into()])
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    policy::enforce_here(&Finding::here(
         Guard::Audit,
         "prodguard.purge_audit()",
-        format!(
-            "audit entries older than {}",
-            extension::with_pinned_search_path(|| Spi::get_one_with_args::<String>(
-                "SELECT $1::text",
-                &[older_than.into()]
-            ))
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-        ),
-        format!(" in {} database \"{db}\"", env.name()),
+        format!("audit entries older than {older}"),
         "Purging removes the record of who changed what.",
-        policy::tag_hint(&db),
         None,
-    );
-    policy::enforce(env, &finding, Scope::Transaction, None);
+    ));
     let Some(log) = extension::own_table(c"audit_log") else {
         return 0;
     };
     let result = extension::as_owner_of(log, || {
-        let _purging = extension::FlagGuard::set(&PURGING, true);
+        let _purging = FlagGuard::set(&PURGING, true);
         Spi::get_one_with_args::<i64>(
             "WITH old AS (SELECT id FROM prodguard.audit_log WHERE logged_at < now() - $1),
                   r AS (DELETE FROM prodguard.backup_row WHERE audit_id IN (SELECT id FROM old)),
@@ -128,78 +60,10 @@ fn purge_audit(older_than: Interval) -> i64 {
     });
     match result {
         Some(Ok(n)) => n.unwrap_or(0),
-        Some(Err(e)) => {
-            raise_internal("purge the audit log", e);
-            0
-        }
+        Some(Err(e)) => raise_internal("purge the audit log", e),
         None => 0,
     }
 }
-
-// ---------------------------------------------------------------------------------------
-// Backups before TRUNCATE / DROP.
-
-/// Copies a protected table that `command` is about to destroy into the backup tables,
-/// under the audit entry `audit_id`. Refuses the command when the table has more rows than
-/// prodguard.backup_max_rows.
-pub fn backup(relid: pg_sys::Oid, audit_id: i64, command: &str) {
-    let Some(log) = extension::own_table(c"backup_row") else {
-        return;
-    };
-    let table = extension::qualified_identifier(relid);
-    let limit = i64::from(settings::BACKUP_MAX_ROWS.get());
-    let done = extension::as_owner_of(log, || -> Result<(), String> {
-        let rows = Spi::get_one::<i64>(&format!("SELECT count(*) FROM {table}"))
-            .map_err(|e| e.to_string())?
-            .unwrap_or(0);
-        if rows > limit {
-            raise(
-                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                format!(
-                    "{command} of {} is blocked: its {rows} rows are more than pg_prodguard backs up",
-                    extension::describe_table(relid)
-                ),
-                format!(
-                    "The table is protected, so its rows are copied to prodguard.backup_row first, and prodguard.backup_max_rows is {limit}."
-                ),
-                "Delete the rows in batches first (each audited), or raise prodguard.backup_max_rows with an override.",
-            );
-        }
-        Spi::run_with_args(
-            "INSERT INTO prodguard.backup_table
-                 (audit_id, table_oid, schema_name, table_name, columns, primary_key, row_count)
-             SELECT $1, c.oid, n.nspname, c.relname,
-                    (SELECT jsonb_agg(jsonb_build_object('name', a.attname,
-                                'type', format_type(a.atttypid, a.atttypmod),
-                                'not_null', a.attnotnull) ORDER BY a.attnum)
-                       FROM pg_attribute a
-                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-                    (SELECT array_agg(a.attname ORDER BY k.ord)
-                       FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
-                      WHERE i.indrelid = c.oid AND i.indisprimary
-                        AND a.attrelid = c.oid AND a.attnum = k.attnum),
-                    $3
-               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.oid = $2",
-            &[audit_id.into(), relid.into(), rows.into()],
-        )
-        .map_err(|e| e.to_string())?;
-        Spi::run_with_args(
-            &format!(
-                "INSERT INTO prodguard.backup_row (audit_id, ordinal, row_data)
-                 SELECT $1, row_number() OVER (), to_jsonb(t) FROM {table} t"
-            ),
-            &[audit_id.into()],
-        )
-        .map_err(|e| e.to_string())
-    });
-    if let Some(Err(e)) = done {
-        raise_internal(&format!("back up {table}"), e);
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Restore.
 
 /// One audited row change.
 struct Change {
@@ -257,11 +121,10 @@ fn undo(
             format!("cannot restore audit entry {}: its table has no key", change.id),
             format!(
                 "{} has no primary key or replica identity index, so its rows cannot be found again.",
-                extension::describe_table(change.table)
+                pg::describe_table(change.table)
             ),
             "Add a primary key (or ALTER TABLE ... REPLICA IDENTITY USING INDEX) for future changes; this one can be read from old_row and put back by hand.",
-        );
-        unreachable!()
+        )
     });
     // SAFETY: syscache lookup.
     if unsafe { pg_sys::get_rel_name(change.table) }.is_null() {
@@ -281,12 +144,12 @@ fn undo(
                     "cannot restore audit entry {}: the row changed again later (audit entry {later})",
                     change.id
                 ),
-                format!("Row {} of {} was changed after the change being undone.", key.0, extension::describe_table(change.table)),
+                format!("Row {} of {} was changed after the change being undone.", key.0, pg::describe_table(change.table)),
                 "Undo the later change first, or call the restore again with force => true to put the older values back anyway.",
             );
         }
     }
-    let table = extension::qualified_identifier(change.table);
+    let table = pg::qualified_identifier(change.table);
     let cols = writable_columns(change.table);
     // identity columns GENERATED ALWAYS can only be set to DEFAULT by an UPDATE (their
     // value is the row's, unchanged: restore leaves them alone there)
@@ -298,21 +161,11 @@ fn undo(
         .unwrap_or_default();
     let key_match = format!(
         "({}) = (SELECT {} FROM jsonb_populate_record(NULL::{table}, $1) r)",
-        keys.iter()
-            .map(|k| format!("t.{k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        keys.iter()
-            .map(|k| format!("r.{k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        qualified("t", &keys),
+        qualified("r", &keys),
     );
     let col_list = cols.join(", ");
-    let r_cols = cols
-        .iter()
-        .map(|c| format!("r.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let r_cols = qualified("r", &cols);
     let (sql, arg) = match (&change.old_row, &change.new_row) {
         (None, Some(_)) => (format!("DELETE FROM {table} t WHERE {key_match}"), key.0.clone()),
         (Some(old), None) => (
@@ -327,18 +180,14 @@ fn undo(
                 "UPDATE {table} t SET ({}) = (SELECT {} FROM jsonb_populate_record(NULL::{table}, $2) r)
                   WHERE {key_match}",
                 update_cols.join(", "),
-                update_cols
-                    .iter()
-                    .map(|c| format!("r.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                qualified("r", &update_cols)
             ),
             old.0.clone(),
         ),
         (None, None) => return false,
     };
     let changed = extension::as_owner_of(change.table, || {
-        let _restoring = extension::FlagGuard::set(&RESTORING, true);
+        let _restoring = FlagGuard::set(&RESTORING, true);
         Spi::connect_mut(|client| {
             client
                 .update(
@@ -352,26 +201,20 @@ fn undo(
     match changed {
         Some(Ok(1)) => true,
         Some(Ok(_)) if tolerate_missing => false,
-        Some(Ok(_)) => {
-            raise(
-                PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
-                format!(
-                    "cannot restore audit entry {}: the row is not where the audit log left it",
-                    change.id
-                ),
-                format!(
-                    "Row {} of {} is not there (or its key changed outside the audit).",
-                    key.0,
-                    extension::describe_table(change.table)
-                ),
-                "Call the restore again with force => true to skip rows that cannot be found.",
-            );
-            false
-        }
-        Some(Err(e)) => {
-            raise_internal(&format!("restore audit entry {}", change.id), e);
-            false
-        }
+        Some(Ok(_)) => raise(
+            PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            format!(
+                "cannot restore audit entry {}: the row is not where the audit log left it",
+                change.id
+            ),
+            format!(
+                "Row {} of {} is not there (or its key changed outside the audit).",
+                key.0,
+                pg::describe_table(change.table)
+            ),
+            "Call the restore again with force => true to skip rows that cannot be found.",
+        ),
+        Some(Err(e)) => raise_internal(&format!("restore audit entry {}", change.id), e),
         None => false,
     }
 }
@@ -396,6 +239,15 @@ fn later_change(change: &Change, key: &JsonB, same_set: Option<&str>) -> Option<
     })
     .and_then(|r| r.ok())
     .flatten()
+}
+
+/// `alias.col1, alias.col2, ...` of quoted column names.
+fn qualified(alias: &str, columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The columns a restore writes: not dropped, not generated.
@@ -442,8 +294,7 @@ fn restore_row(audit_id: i64, force: default!(bool, false)) {
             format!("audit entry {audit_id} is not a row change"),
             "restore_row() undoes INSERT, UPDATE, DELETE and RESTORE entries of audited tables.",
             "For an overridden TRUNCATE or DROP TABLE use prodguard.restore_backup().",
-        );
-        return;
+        )
     };
     undo(change, !force, force, None);
 }
@@ -510,8 +361,7 @@ fn restore_backup(audit_id: i64) -> i64 {
             format!("audit entry {audit_id} has no backup"),
             "Backups are taken when an overridden TRUNCATE, DROP TABLE or DROP SCHEMA reaches a protected table.",
             "SELECT * FROM prodguard.recent_destructive lists the candidates.",
-        );
-        return 0;
+        )
     };
     let table = pgrx::spi::quote_qualified_identifier(&schema, &name);
     let exists = extension::with_pinned_search_path(|| {
@@ -528,18 +378,14 @@ fn restore_backup(audit_id: i64) -> i64 {
     };
     let cols = writable_columns(relid);
     let col_list = cols.join(", ");
-    let r_cols = cols
-        .iter()
-        .map(|c| format!("r.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let r_cols = qualified("r", &cols);
     let sql = format!(
         "INSERT INTO {table} ({col_list}) OVERRIDING SYSTEM VALUE
          SELECT {r_cols} FROM prodguard.backup_row b, jsonb_populate_record(NULL::{table}, b.row_data) r
           WHERE b.audit_id = $1 ORDER BY b.ordinal"
     );
     let inserted = extension::as_owner_of(relid, || {
-        let _restoring = extension::FlagGuard::set(&RESTORING, true);
+        let _restoring = FlagGuard::set(&RESTORING, true);
         Spi::connect_mut(|client| {
             client
                 .update(&sql, None, &[audit_id.into()])
@@ -548,10 +394,7 @@ fn restore_backup(audit_id: i64) -> i64 {
     });
     match inserted {
         Some(Ok(n)) => n as i64,
-        Some(Err(e)) => {
-            raise_internal(&format!("restore the backup of {table}"), e.to_string());
-            0
-        }
+        Some(Err(e)) => raise_internal(&format!("restore the backup of {table}"), e),
         None => 0,
     }
 }
@@ -603,13 +446,8 @@ fn recreate(schema: &str, table: &str, def: &serde_json::Value) -> pg_sys::Oid {
 }
 
 fn require_operator(what: &str) {
-    // SAFETY: GetUserId reads a backend global.
-    if !breakglass::is_operator(unsafe { pg_sys::GetUserId() }) {
-        raise(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied to {what}"),
-            format!("Only members of {} may {what}.", breakglass::OPERATOR_ROLE),
-            "",
-        );
-    }
+    breakglass::require_operator(
+        format!("permission denied to {what}"),
+        format!("Only members of {} may {what}.", breakglass::OPERATOR_ROLE),
+    );
 }

@@ -31,16 +31,36 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use crate::breakglass::Scope;
-use crate::extension;
-use crate::policy::{self, Finding, Guard};
-use crate::protection;
-use crate::settings::{self, Environment};
+use crate::core::breakglass::Scope;
+use crate::core::extension;
+use crate::core::finding::{Finding, Guard};
+use crate::core::pg::{self, current_database};
+use crate::core::protection;
+use crate::core::settings::{self, Environment};
+use crate::guards::policy;
 
 /// `PlanInvalItem.cacheId` values that mark a DELETE / UPDATE without WHERE. Syscache ids
 /// are small non-negative numbers, so these never match a real invalidation.
 const MARK_DELETE_WITHOUT_WHERE: c_int = -0x7067_0001;
 const MARK_UPDATE_WITHOUT_WHERE: c_int = -0x7067_0002;
+
+/// The row-changing commands this guard watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowCommand {
+    Delete,
+    Update,
+    Merge,
+}
+
+impl RowCommand {
+    fn name(self) -> &'static str {
+        match self {
+            RowCommand::Delete => "DELETE",
+            RowCommand::Update => "UPDATE",
+            RowCommand::Merge => "MERGE",
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // Planner: mark DELETE/UPDATE statements that have no WHERE clause.
@@ -122,11 +142,11 @@ unsafe fn check_plan(pstmt: *mut pg_sys::PlannedStmt, env: Environment) {
     if settings::REQUIRE_WHERE.get() {
         // SAFETY: `pstmt` is a valid PlannedStmt.
         for (mark, relid) in unsafe { marks(pstmt) } {
-            if !extension::is_temp(relid) {
+            if !pg::is_temp(relid) {
                 let command = if mark == MARK_DELETE_WITHOUT_WHERE {
-                    "DELETE"
+                    RowCommand::Delete
                 } else {
-                    "UPDATE"
+                    RowCommand::Update
                 };
                 judge(env, missing_where(command, relid));
             }
@@ -163,50 +183,36 @@ fn judge(env: Environment, finding: Finding) {
     policy::enforce(env, &finding, Scope::Transaction, None);
 }
 
-fn missing_where(command: &str, relid: pg_sys::Oid) -> Finding {
-    let table = extension::describe_table(relid);
-    let db = crate::environment::current_database();
-    let verb = if command == "DELETE" {
+fn missing_where(command: RowCommand, relid: pg_sys::Oid) -> Finding {
+    let table = pg::describe_table(relid);
+    let db = current_database();
+    let verb = if command == RowCommand::Delete {
         "delete"
     } else {
         "update"
     };
-    let mut finding = Finding::blocked(
+    let command = command.name();
+    Finding::here(
         Guard::Row,
         command,
         format!("{table} without a WHERE clause"),
-        format!(" in production database \"{db}\""),
         format!(
             "The {command} on {table} has no WHERE clause, so it would {verb} every row, and prodguard.require_where is on in database \"{db}\"."
         ),
-        format!(
-            "Otherwise add a WHERE clause; WHERE true states that every row is meant (prodguard.max_rows_changed still applies). {}",
-            policy::tag_hint(&db)
-        ),
         Some(relid),
-    );
+    )
+    .prefer("Otherwise add a WHERE clause; WHERE true states that every row is meant (prodguard.max_rows_changed still applies).")
     // pg-safeupdate's wording and SQLSTATE, so that its clients keep working.
-    finding.message = Some(format!("{command} requires a WHERE clause"));
-    finding.sqlstate = PgSqlErrorCode::ERRCODE_CARDINALITY_VIOLATION;
-    finding
+    .with_message(format!("{command} requires a WHERE clause"))
+    .with_sqlstate(PgSqlErrorCode::ERRCODE_CARDINALITY_VIOLATION)
 }
 
 fn forbidden_delete(relid: pg_sys::Oid, flags: protection::Flags) -> Finding {
-    let table = extension::describe_table(relid);
-    let name = extension::quoted_name(relid);
-    let db = crate::environment::current_database();
-    let why = if flags.migration_history {
-        format!("Table {name} is a migration-history table: pg_prodguard protects it against DELETE, TRUNCATE and DROP.")
-    } else {
-        format!("Table {name} is protected with forbid_delete (prodguard.protected_tables).")
-    };
-    Finding::blocked(
+    Finding::here(
         Guard::Row,
         "DELETE",
-        table,
-        format!(" in production database \"{db}\""),
-        why,
-        policy::tag_hint(&db),
+        pg::describe_table(relid),
+        flags.why_forbidden(&pg::quoted_name(relid)),
         Some(relid),
     )
 }
@@ -306,7 +312,7 @@ unsafe fn rte_relid(rtable: *mut pg_sys::List, index: c_int) -> Option<pg_sys::O
 /// One DELETE/UPDATE/MERGE under watch: the table it changes and how to count its rows.
 struct Watched {
     relid: pg_sys::Oid,
-    command: &'static str,
+    command: RowCommand,
     count: Count,
 }
 
@@ -370,9 +376,9 @@ pub unsafe fn after_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
             }
             let mts = state as *mut pg_sys::ModifyTableState;
             let command = match (*mts).operation {
-                pg_sys::CmdType::CMD_DELETE => "DELETE",
-                pg_sys::CmdType::CMD_UPDATE => "UPDATE",
-                pg_sys::CmdType::CMD_MERGE => "MERGE",
+                pg_sys::CmdType::CMD_DELETE => RowCommand::Delete,
+                pg_sys::CmdType::CMD_UPDATE => RowCommand::Update,
+                pg_sys::CmdType::CMD_MERGE => RowCommand::Merge,
                 _ => continue,
             };
             // The table named in the statement: the root of a partitioned or inherited
@@ -391,7 +397,7 @@ pub unsafe fn after_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
             }
             let relid = (*rel).rd_id;
             let count = if state == root && (*mts).canSetTag {
-                if command == "MERGE" {
+                if command == RowCommand::Merge {
                     Count::Merge(mts)
                 } else {
                     Count::Processed
@@ -445,23 +451,18 @@ pub unsafe fn after_finish(qd: *mut pg_sys::QueryDesc) {
     }
 }
 
-fn too_many_rows(command: &str, relid: pg_sys::Oid, rows: u64, limit: u64) -> Finding {
-    let table = extension::describe_table(relid);
-    let db = crate::environment::current_database();
-    Finding::blocked(
+fn too_many_rows(command: RowCommand, relid: pg_sys::Oid, rows: u64, limit: u64) -> Finding {
+    let table = pg::describe_table(relid);
+    Finding::here(
         Guard::Row,
-        command,
+        command.name(),
         format!("{rows} rows of {table}"),
-        format!(" in production database \"{db}\""),
         format!(
             "The statement changed {rows} rows; prodguard.max_rows_changed is {limit}. It has been rolled back."
         ),
-        format!(
-            "Otherwise change the rows in batches of at most {limit}. {}",
-            policy::tag_hint(&db)
-        ),
         Some(relid),
     )
+    .prefer(&format!("Otherwise change the rows in batches of at most {limit}."))
 }
 
 /// Counts the rows a subplan produces, by wrapping its ExecProcNodeReal (which both the

@@ -1,0 +1,18 @@
+//! API: the SQL functions DBAs and operators call.
+//!
+//! Contract: may use every layer below (`core`, `records`, `guards`). Functions that lower
+//! a protection are judged like destructive commands (`guards::policy`); functions that
+//! write the extension's tables do it as their owner with a pinned search_path.
+//!
+//! - `protect`: `protect()`, `unprotect()`;
+//! - `dictionary`: `dictionary_add()`, `dictionary_remove()`, `dictionary_enable()`;
+//! - `scan`: `scan()`, `scan_table()`;
+//! - `restore`: `restore_row()`, `undo_transaction()`, `restore_table()`,
+//!   `restore_backup()`, `purge_audit()`;
+//! - `status`: `status()`, `metrics`, the preload check of CREATE EXTENSION.
+
+pub mod dictionary;
+pub mod protect;
+pub mod restore;
+pub mod scan;
+pub mod status;

@@ -1,0 +1,233 @@
+//! Protecting tables (SPEC §6): `prodguard.protect()` and `prodguard.unprotect()`. They
+//! write `prodguard.table_protection` (which `core::protection` reads for every guard) and
+//! install or remove the audit and test-data triggers of the table, as its owner. The
+//! `protected_tables` view is in `sql/protection.sql`.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgRelation;
+
+use crate::core::breakglass;
+use crate::core::error::{notice, raise, raise_internal};
+use crate::core::extension;
+use crate::core::finding::{Finding, Guard};
+use crate::core::passes::run_own_ddl;
+use crate::core::pg::{self, current_user};
+use crate::core::protection::{
+    is_migration_history, stored_flags, Flags, AUDIT_TRIGGER, MIGRATION_HISTORY_TABLES,
+    TEST_DATA_TRIGGER,
+};
+use crate::guards::policy;
+
+/// Protects a table: audit its changes, refuse test data in its rows, and/or refuse
+/// DELETE, TRUNCATE and DROP of it in production. Idempotent; a second call changes the
+/// options. Lowering an option counts as unprotecting, and in production needs an override.
+#[pg_extern(volatile)]
+fn protect(
+    tbl: PgRelation,
+    audit: default!(bool, true),
+    test_data: default!(bool, true),
+    forbid_delete: default!(bool, false),
+) {
+    let relid = tbl.oid();
+    let name = pg::describe_table(relid);
+    require_protectable(&tbl);
+    // Close it (the lock stays): installing the triggers runs ALTER TABLE on it.
+    drop(tbl);
+    require_owner_or_operator(relid, &name, "protect");
+    let wanted = Flags {
+        audit,
+        test_data,
+        forbid_delete,
+        migration_history: false,
+    };
+    let current = stored_flags(relid);
+    if let Some(current) = current {
+        let lowered: Vec<&str> = [
+            ("audit", current.audit && !audit),
+            ("test_data", current.test_data && !test_data),
+            ("forbid_delete", current.forbid_delete && !forbid_delete),
+        ]
+        .into_iter()
+        .filter_map(|(option, off)| off.then_some(option))
+        .collect();
+        if !lowered.is_empty() {
+            guard_lowering(
+                "prodguard.protect()",
+                relid,
+                &name,
+                &format!("It would switch off {} for the table.", lowered.join(", ")),
+            );
+        }
+    }
+    if current == Some(wanted) {
+        return;
+    }
+    if current.is_some_and(|c| c.test_data) != test_data {
+        set_test_data_trigger(relid, test_data);
+    }
+    if current.is_some_and(|c| c.audit) != audit {
+        set_audit_trigger(relid, audit);
+    }
+    write_config(
+        "INSERT INTO prodguard.table_protection AS p
+                (table_name, audit, test_data, forbid_delete, protected_by)
+         VALUES ($1::regclass, $2, $3, $4, $5)
+         ON CONFLICT (table_name) DO UPDATE
+            SET audit = excluded.audit, test_data = excluded.test_data,
+                forbid_delete = excluded.forbid_delete, protected_at = now(),
+                protected_by = excluded.protected_by",
+        vec![
+            relid.into(),
+            audit.into(),
+            test_data.into(),
+            forbid_delete.into(),
+            current_user().into(),
+        ],
+    );
+}
+
+/// Removes a table's protection. In production this needs an override. Migration-history
+/// tables stay protected against DELETE, TRUNCATE and DROP: that protection is by name.
+#[pg_extern(volatile)]
+fn unprotect(tbl: PgRelation) {
+    let relid = tbl.oid();
+    drop(tbl);
+    let name = pg::describe_table(relid);
+    require_owner_or_operator(relid, &name, "unprotect");
+    if stored_flags(relid).is_some() {
+        guard_lowering(
+            "prodguard.unprotect()",
+            relid,
+            &name,
+            "It would switch off every protection of the table.",
+        );
+        write_config(
+            "DELETE FROM prodguard.table_protection WHERE table_name = $1::regclass",
+            vec![relid.into()],
+        );
+        set_test_data_trigger(relid, false);
+        set_audit_trigger(relid, false);
+    } else if !is_migration_history(relid) {
+        notice(format!("{name} is not protected"));
+    }
+    if is_migration_history(relid) {
+        notice(format!(
+            "{name} stays protected against DELETE, TRUNCATE and DROP as a migration-history table"
+        ));
+    }
+}
+
+/// Names of the tables protected automatically; used by the protected_tables view.
+#[pg_extern(immutable, parallel_safe)]
+fn migration_history_names() -> SetOfIterator<'static, &'static str> {
+    SetOfIterator::new(MIGRATION_HISTORY_TABLES)
+}
+
+/// Refuses tables that cannot carry protection: only ordinary and partitioned tables that
+/// outlive the session can.
+fn require_protectable(tbl: &PgRelation) {
+    // SAFETY: `rd_rel` of an open relation is valid.
+    let (kind, persistence) = unsafe {
+        (
+            (*tbl.rd_rel).relkind as u8,
+            (*tbl.rd_rel).relpersistence as u8,
+        )
+    };
+    if !matches!(
+        kind,
+        pg_sys::RELKIND_RELATION | pg_sys::RELKIND_PARTITIONED_TABLE
+    ) {
+        let what = match kind {
+            pg_sys::RELKIND_VIEW => "a view",
+            pg_sys::RELKIND_MATVIEW => "a materialized view",
+            pg_sys::RELKIND_FOREIGN_TABLE => "a foreign table",
+            pg_sys::RELKIND_SEQUENCE => "a sequence",
+            pg_sys::RELKIND_INDEX | pg_sys::RELKIND_PARTITIONED_INDEX => "an index",
+            _ => "not a table",
+        };
+        raise(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("cannot protect \"{}\": it is {what}", tbl.name()),
+            "Only tables and partitioned tables can be protected.",
+            "Protect the tables the object reads from or writes to.",
+        );
+    }
+    if persistence == pg_sys::RELPERSISTENCE_TEMP {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("cannot protect temporary table \"{}\"", tbl.name()),
+            "A temporary table belongs to one session and disappears with it.",
+            "Protect the permanent table the data comes from.",
+        );
+    }
+}
+
+fn require_owner_or_operator(relid: pg_sys::Oid, name: &str, function: &str) {
+    // SAFETY: catalog lookups inside a transaction.
+    let (user, owns) = unsafe {
+        let user = pg_sys::GetUserId();
+        (user, pg_sys::pg_class_ownercheck(relid, user))
+    };
+    if !owns && !breakglass::is_operator(user) {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to {function} {name}"),
+            format!(
+                "Only the owner of the table and members of {} may {function} it.",
+                breakglass::OPERATOR_ROLE
+            ),
+            "Ask the table's owner or a member of prodguard_operator.",
+        );
+    }
+}
+
+/// Lowering a table's protection is guarded like a destructive command.
+fn guard_lowering(command: &str, relid: pg_sys::Oid, name: &str, why: &str) {
+    policy::enforce_here(&Finding::here(Guard::Row, command, name, why, Some(relid)));
+}
+
+/// Writes prodguard.table_protection as its owner and tells every backend at commit.
+fn write_config(sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) {
+    let Some(config) = extension::own_table(c"table_protection") else {
+        return;
+    };
+    let written = extension::as_owner_of(config, || Spi::run_with_args(sql, &args));
+    if let Some(Err(e)) = written {
+        raise_internal("write prodguard.table_protection", e);
+    }
+    // SAFETY: queues a relcache invalidation of our own table, sent at commit.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(config) };
+}
+
+/// Installs or removes the row-audit trigger of a table, as its owner. It is created
+/// ENABLE ALWAYS, so that session_replication_role = replica does not skip it.
+fn set_audit_trigger(relid: pg_sys::Oid, on: bool) {
+    let table = pg::qualified_identifier(relid);
+    let sql = if on {
+        format!(
+            "CREATE OR REPLACE TRIGGER {AUDIT_TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON {table}
+                 FOR EACH ROW EXECUTE FUNCTION prodguard.audit_trigger();
+             ALTER TABLE {table} ENABLE ALWAYS TRIGGER {AUDIT_TRIGGER}"
+        )
+    } else {
+        format!("DROP TRIGGER IF EXISTS {AUDIT_TRIGGER} ON {table}")
+    };
+    let verb = if on { "create" } else { "drop" };
+    run_own_ddl(relid, &sql, &format!("{verb} the audit trigger"));
+}
+
+/// Installs or removes the test-data trigger of a table, as its owner.
+fn set_test_data_trigger(relid: pg_sys::Oid, on: bool) {
+    let table = pg::qualified_identifier(relid);
+    let sql = if on {
+        format!(
+            "CREATE OR REPLACE TRIGGER {TEST_DATA_TRIGGER} BEFORE INSERT OR UPDATE ON {table}
+                 FOR EACH ROW EXECUTE FUNCTION prodguard.test_data_trigger()"
+        )
+    } else {
+        format!("DROP TRIGGER IF EXISTS {TEST_DATA_TRIGGER} ON {table}")
+    };
+    let verb = if on { "create" } else { "drop" };
+    run_own_ddl(relid, &sql, &format!("{verb} the test-data trigger"));
+}

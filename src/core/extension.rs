@@ -1,0 +1,115 @@
+//! The extension's own objects in the current database: whether pg_prodguard is installed
+//! here, the oids of its tables, running a piece of work as their owner (or as another
+//! role) with a pinned search_path, and whether its own install script is running.
+//!
+//! The guards act in every database once the library is loaded; the objects exist only
+//! where `CREATE EXTENSION pg_prodguard` ran. Everything that writes to them goes through
+//! `as_owner_of`, so it works for users who cannot write the tables themselves (nobody
+//! but the owner can).
+
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+pub const NAME: &str = "pg_prodguard";
+pub const SCHEMA: &str = "prodguard";
+
+/// Whether the library was loaded at server or session start (set by `_PG_init`).
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+pub fn set_preloaded(preloaded: bool) {
+    PRELOADED.store(preloaded, Ordering::Relaxed);
+}
+
+/// Whether the library was loaded by shared_preload_libraries or session_preload_libraries,
+/// rather than on demand, which would guard one session only.
+pub fn preloaded() -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+}
+
+/// The oid of one of the extension's tables, or `None` when it is not installed here.
+pub fn own_table(name: &CStr) -> Option<pg_sys::Oid> {
+    // SAFETY: syscache lookups by name; both return InvalidOid when nothing matches.
+    let rel = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"prodguard".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), nsp)
+    };
+    (rel != pg_sys::InvalidOid).then_some(rel)
+}
+
+/// Runs `f` as the owner of `rel` (one of the extension's tables) with a pinned
+/// search_path, as SECURITY DEFINER functions with `SET search_path` do. `None` when the
+/// owner cannot be found.
+pub fn as_owner_of<R>(rel: pg_sys::Oid, f: impl FnOnce() -> R) -> Option<R> {
+    with_pinned_search_path(|| {
+        let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
+            &[rel.into()],
+        )
+        .ok()
+        .flatten()?;
+        Some(as_role(owner, f))
+    })
+}
+
+/// Runs `f` with `search_path = pg_catalog, pg_temp`, so that objects in the caller's
+/// schemas cannot stand in for the functions and operators of our queries. Every query
+/// pg_prodguard runs through SPI goes through here.
+pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: the same sequence fmgr uses for a function's SET clause: a new GUC nest
+    // level, a SAVE-action setting, and the nest level popped afterwards. An ERROR in `f`
+    // aborts the (sub)transaction, which pops the level too.
+    unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let result = f();
+        pg_sys::AtEOXact_GUC(true, nest);
+        result
+    }
+}
+
+/// Runs `f` with `role` as the current user. An ERROR inside `f` aborts the
+/// (sub)transaction, and PostgreSQL restores the user then.
+pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let mut saved_user = pg_sys::InvalidOid;
+    let mut saved_context = 0;
+    // SAFETY: saving and setting the current user id is what fmgr_security_definer does;
+    // SECURITY_LOCAL_USERID_CHANGE keeps SET ROLE from being affected.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            role,
+            saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    let result = f();
+    // SAFETY: puts back exactly what was saved above.
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    result
+}
+
+/// Whether we are running pg_prodguard's own CREATE/ALTER EXTENSION script.
+pub fn in_own_script() -> bool {
+    // SAFETY: reads of backend globals; get_extension_name returns NULL for unknown oids.
+    unsafe {
+        pg_sys::creating_extension
+            && crate::core::pg::cstr_or(
+                pg_sys::get_extension_name(pg_sys::CurrentExtensionObject),
+                "",
+            ) == NAME
+    }
+}

@@ -1,0 +1,28 @@
+//! Core: what every guard needs and no guard owns.
+//!
+//! Contract: nothing here uses `records`, `guards`, `api`, `hooks` or `workers`. Modules
+//! here describe and look up; they never refuse a statement on their own (the guards
+//! decide, through `guards::policy`). Every SPI query runs with a pinned search_path
+//! (`extension::with_pinned_search_path`), and every per-backend cache forgets on relcache
+//! invalidation without touching the catalogs in its callback.
+//!
+//! - `pg`: PostgreSQL helpers (names, C strings, the current database/user/statement, oid
+//!   maps, relcache callbacks, stored images of values);
+//! - `extension`: the extension's own objects, running work as their owner, preload state;
+//! - `error`: errors and notices in PostgreSQL's style;
+//! - `settings`: the values of the `prodguard.*` GUCs and the list parsers;
+//! - `environment`: which environment other databases of the cluster are in;
+//! - `breakglass`: when `prodguard.override` is honoured, and who is an operator;
+//! - `finding`: what a guard found, in words a DBA reads;
+//! - `passes`: the flags that let pg_prodguard's own work past its own guards;
+//! - `protection`: which tables are protected and how (the per-backend cache).
+
+pub mod breakglass;
+pub mod environment;
+pub mod error;
+pub mod extension;
+pub mod finding;
+pub mod passes;
+pub mod pg;
+pub mod protection;
+pub mod settings;

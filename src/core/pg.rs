@@ -1,0 +1,165 @@
+//! PostgreSQL helpers every layer uses: names of relations and roles as messages show
+//! them, C strings, the current database, user and statement, a cheap hash map for oids,
+//! relcache-callback registration, and comparing stored images of values.
+//!
+//! Nothing here knows about guards, records or the extension's own objects.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, CStr};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use pgrx::pg_sys;
+
+/// Schema and name of a relation; `None`s for a relation that is gone.
+pub fn relation_names(rel: pg_sys::Oid) -> (Option<String>, Option<String>) {
+    // SAFETY: lsyscache lookups; both return NULL for a relation that is gone.
+    unsafe {
+        let name = pg_sys::get_rel_name(rel);
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(rel));
+        let read = |p: *mut c_char| (!p.is_null()).then(|| cstr_or(p, ""));
+        (read(schema), read(name))
+    }
+}
+
+/// `table "schema.name"`, the way messages name a table.
+pub fn describe_table(rel: pg_sys::Oid) -> String {
+    format!("table {}", quoted_name(rel))
+}
+
+/// `"schema.name"` of a relation.
+pub fn quoted_name(rel: pg_sys::Oid) -> String {
+    let (schema, name) = relation_names(rel);
+    format!(
+        "\"{}.{}\"",
+        schema.unwrap_or_default(),
+        name.unwrap_or_else(|| rel.to_u32().to_string())
+    )
+}
+
+/// `"schema"."name"` of a relation, quoted for use in SQL text.
+pub fn qualified_identifier(rel: pg_sys::Oid) -> String {
+    let (schema, name) = relation_names(rel);
+    pgrx::spi::quote_qualified_identifier(schema.unwrap_or_default(), name.unwrap_or_default())
+}
+
+/// Whether a relation is temporary (a session's own scratch space).
+pub fn is_temp(rel: pg_sys::Oid) -> bool {
+    // SAFETY: syscache lookup; returns 0 for a relation that is gone.
+    unsafe { pg_sys::get_rel_persistence(rel) as u8 == pg_sys::RELPERSISTENCE_TEMP }
+}
+
+/// # Safety
+/// `ptr` must be NULL or point to a NUL-terminated string.
+pub unsafe fn cstr_or(ptr: *const c_char, default: &str) -> String {
+    if ptr.is_null() {
+        default.to_string()
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// Oids are small, well-spread integers: a multiplication hashes them well enough, where
+/// the default SipHash would cost more than the lookups the guards make per statement
+/// and per row.
+#[derive(Default)]
+pub struct OidHasher(u64);
+
+impl Hasher for OidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+pub type OidMap<V> = HashMap<pg_sys::Oid, V, BuildHasherDefault<OidHasher>>;
+
+/// Registers a relcache invalidation callback once per backend (`registered` remembers).
+/// The callbacks of our caches only forget; they never look anything up.
+pub fn register_relcache_callback(
+    registered: &'static std::thread::LocalKey<std::cell::Cell<bool>>,
+    callback: pg_sys::RelcacheCallbackFunction,
+) {
+    if !registered.get() {
+        // SAFETY: registers a #[pg_guard] callback; PostgreSQL keeps it for the life of
+        // the backend.
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(callback, pg_sys::Datum::from(0)) };
+        registered.set(true);
+    }
+}
+
+/// Whether two values of a column have the same stored image (an UPDATE left the column
+/// alone). A TOASTed value that was not changed keeps the same toast pointer, so this never
+/// reads a large value.
+///
+/// # Safety
+/// Both datums must be non-null values of a column with these storage parameters.
+pub unsafe fn same_image(a: pg_sys::Datum, b: pg_sys::Datum, byval: bool, len: i16) -> bool {
+    if byval {
+        return a == b;
+    }
+    // SAFETY: guaranteed by the caller: fixed-length values have `len` bytes, varlena
+    // values carry their size in their header.
+    unsafe {
+        let (pa, pb) = (
+            a.cast_mut_ptr::<u8>() as *const u8,
+            b.cast_mut_ptr::<u8>() as *const u8,
+        );
+        let (la, lb) = match len {
+            n if n > 0 => (n as usize, n as usize),
+            -1 => (
+                pgrx::varlena::varsize_any(pa as *const pg_sys::varlena),
+                pgrx::varlena::varsize_any(pb as *const pg_sys::varlena),
+            ),
+            _ => return false,
+        };
+        la == lb && std::slice::from_raw_parts(pa, la) == std::slice::from_raw_parts(pb, lb)
+    }
+}
+
+/// The name of the current database.
+pub fn current_database() -> String {
+    // SAFETY: MyDatabaseId is set in a connected backend; the name is palloc'd or NULL.
+    unsafe { cstr_or(pg_sys::get_database_name(pg_sys::MyDatabaseId), "") }
+}
+
+/// The name of a role, or its oid as text when it is gone.
+pub fn role_name(role: pg_sys::Oid) -> String {
+    // SAFETY: GetUserNameFromId with noerr=true returns NULL for an unknown role.
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(role, true);
+        if name.is_null() {
+            format!("{}", role.to_u32())
+        } else {
+            CStr::from_ptr(name).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// The name of the current user.
+pub fn current_user() -> String {
+    // SAFETY: GetUserId reads a backend global.
+    role_name(unsafe { pg_sys::GetUserId() })
+}
+
+/// The text of the statement being run, when PostgreSQL knows it.
+pub fn current_statement() -> Option<String> {
+    // SAFETY: debug_query_string is NULL or the NUL-terminated text of the current query.
+    let p = unsafe { pg_sys::debug_query_string };
+    (!p.is_null()).then(|| unsafe { cstr_or(p, "") })
+}
+
+/// A parse-tree string, `None` for NULL.
+pub fn opt_cstr(p: *const c_char) -> Option<String> {
+    // SAFETY: parse-tree strings are NULL or NUL-terminated.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}

@@ -1,0 +1,163 @@
+//! The test-data guard's per-backend caches: the compiled matcher and the column plans.
+//!
+//! - The matcher is built from the enabled dictionaries once per backend, and rebuilt
+//!   after a relcache invalidation of `prodguard.dictionary` (sent at commit by a
+//!   statement trigger on both dictionary tables, so a committed change is in force in
+//!   every session of the database from its next statement; dictionaries are per
+//!   database, as sinval messages are).
+//! - A table's column plan (which columns to read, and how) is made once per backend and
+//!   forgotten when the table's relcache entry is invalidated (ALTER TABLE).
+//!
+//! A backend is one thread, so thread-local `RefCell`s are enough. The callback never
+//! touches the catalogs: it only forgets, and an `EPOCH` counter tells a load that raced
+//! with it to not store what it read. Bounded by the dictionaries of one database and the
+//! tables this backend wrote.
+
+use std::cell::{Cell, RefCell};
+use std::ffi::CStr;
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::core::extension;
+use crate::core::pg::{self, OidMap};
+
+use super::matcher::{Kind, Matcher, Pattern};
+use super::values::{reader_for, Column};
+
+#[derive(Default)]
+struct Cache {
+    matcher: Option<Rc<Matcher>>,
+    dictionary_table: Option<pg_sys::Oid>,
+    columns: OidMap<Rc<Vec<Column>>>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+    static EPOCH: Cell<u64> = const { Cell::new(0) };
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn register_callback() {
+    pg::register_relcache_callback(&CALLBACK_REGISTERED, Some(forget));
+}
+
+/// Relcache invalidation callback: forget, never look anything up.
+#[pg_guard]
+unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    CACHE.with(|c| match c.try_borrow_mut() {
+        Ok(mut c) => {
+            if relid == pg_sys::InvalidOid {
+                *c = Cache::default();
+            } else if c.dictionary_table.is_none_or(|t| t == relid) {
+                c.matcher = None;
+                c.dictionary_table = None;
+            } else {
+                c.columns.remove(&relid);
+            }
+            EPOCH.set(EPOCH.get() + 1);
+        }
+        Err(_) => EPOCH.set(EPOCH.get() + 1),
+    });
+}
+
+/// The matcher built from the enabled dictionaries of this database.
+pub fn matcher() -> Rc<Matcher> {
+    register_callback();
+    if let Some(m) = CACHE.with(|c| c.borrow().matcher.clone()) {
+        return m;
+    }
+    let epoch = EPOCH.get();
+    let table = extension::own_table(c"dictionary");
+    let patterns = table
+        .and_then(|t| extension::as_owner_of(t, load_patterns))
+        .unwrap_or_default();
+    let matcher = Rc::new(Matcher::new(patterns));
+    if EPOCH.get() == epoch {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            c.matcher = Some(matcher.clone());
+            c.dictionary_table = table;
+        });
+    }
+    matcher
+}
+
+fn load_patterns() -> Vec<Pattern> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT e.dictionary, e.pattern, e.match
+                   FROM prodguard.dictionary_entry e
+                   JOIN prodguard.dictionary d ON d.name = e.dictionary
+                  WHERE d.enabled",
+                None,
+                &[],
+            )
+            .map(|rows| {
+                rows.filter_map(|row| {
+                    let dictionary = row.get::<String>(1).ok().flatten()?;
+                    let pattern = row.get::<String>(2).ok().flatten()?;
+                    let kind = Kind::parse(&row.get::<String>(3).ok().flatten()?)?;
+                    Some(Pattern {
+                        dictionary,
+                        pattern,
+                        kind,
+                    })
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// The columns of a relation that the guard reads.
+pub fn columns(relid: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> Rc<Vec<Column>> {
+    register_callback();
+    if let Some(cols) = CACHE.with(|c| c.borrow().columns.get(&relid).cloned()) {
+        return cols;
+    }
+    let epoch = EPOCH.get();
+    let mut cols = Vec::new();
+    // SAFETY: a valid tuple descriptor; lsyscache lookups of its column types.
+    unsafe {
+        for i in 0..(*tupdesc).natts as usize {
+            let att = &*(*tupdesc).attrs.as_ptr().add(i);
+            if att.attisdropped {
+                continue;
+            }
+            let base = pg_sys::getBaseType(att.atttypid);
+            let element = pg_sys::get_element_type(base);
+            let (reader, array) = if element != pg_sys::InvalidOid {
+                let elem_base = pg_sys::getBaseType(element);
+                let Some(reader) = reader_for(elem_base) else {
+                    continue;
+                };
+                let (mut len, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
+                pg_sys::get_typlenbyvalalign(element, &mut len, &mut byval, &mut align);
+                (reader, Some((len, byval, align, element)))
+            } else {
+                let Some(reader) = reader_for(base) else {
+                    continue;
+                };
+                (reader, None)
+            };
+            cols.push(Column {
+                attnum: i as i32 + 1,
+                name: CStr::from_ptr(att.attname.data.as_ptr())
+                    .to_string_lossy()
+                    .into_owned(),
+                reader,
+                array,
+                typlen: att.attlen,
+                typbyval: att.attbyval,
+            });
+        }
+    }
+    let cols = Rc::new(cols);
+    if EPOCH.get() == epoch {
+        CACHE.with(|c| c.borrow_mut().columns.insert(relid, cols.clone()));
+    }
+    cols
+}

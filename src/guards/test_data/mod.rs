@@ -1,0 +1,232 @@
+//! Test-data guard (SPEC §5): the BEFORE INSERT/UPDATE row trigger of protected tables.
+//!
+//! The per-row path is: look up the backend's compiled `Matcher` and the table's column
+//! plan (both cached, `cache`), read the text values of the new row (on UPDATE only the
+//! columns whose value changed, `values`), search, return. Catalog work happens only on a
+//! cache miss (see `cache`).
+//!
+//! Scanned: every column whose type (or domain base type, or array element type) is in
+//! the string category (text, varchar, char, name, citext, ...), enums, and the string
+//! values inside json and jsonb (not the keys).
+//!
+//! The dictionaries, `scan()` and `scan_table()` are SQL functions (`api::dictionary`,
+//! `api::scan`) built on this module's matcher and readers.
+
+pub mod cache;
+pub mod matcher;
+pub mod values;
+
+use std::cell::RefCell;
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+
+use crate::core::breakglass;
+use crate::core::finding::{Finding, Guard};
+use crate::core::pg;
+use crate::core::protection;
+use crate::core::settings::{self, Environment, TestDataAction};
+use crate::guards::policy;
+use crate::records::audit_log;
+use crate::records::denial::{self, Event};
+
+use self::cache::{columns, matcher};
+use self::matcher::{Hit, Pattern};
+use self::values::strings;
+
+/// The longest pattern a dictionary accepts, in characters.
+pub const MAX_PATTERN_CHARS: usize = 1000;
+/// Matched text longer than this is cut in messages.
+const SHOWN_MATCH_CHARS: usize = 100;
+
+thread_local! {
+    /// Reused for folding non-ASCII values, so the per-row path does not allocate.
+    static FOLD_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+// ---------------------------------------------------------------------------------------
+// The trigger.
+
+/// A match found in a row.
+struct Found {
+    column: String,
+    hit: Hit,
+    pattern: Pattern,
+}
+
+#[pg_trigger]
+fn test_data_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    let new = trigger.new();
+    let env = settings::environment();
+    let action = settings::TEST_DATA_ACTION.get();
+    if env == Environment::Development || action == TestDataAction::Off {
+        return Ok(new);
+    }
+    let data = trigger.trigger_data();
+    // SAFETY: a row-level BEFORE INSERT/UPDATE trigger: tg_relation is open, tg_trigtuple
+    // is the new row on INSERT and the old row on UPDATE, where tg_newtuple is the new one.
+    let rel = data.tg_relation;
+    let is_update = (data.tg_event & pg_sys::TRIGGER_EVENT_OPMASK) == pg_sys::TRIGGER_EVENT_UPDATE;
+    let (new_tuple, old_tuple) = if is_update {
+        (data.tg_newtuple, data.tg_trigtuple)
+    } else {
+        (data.tg_trigtuple, std::ptr::null_mut())
+    };
+    // SAFETY: as above.
+    let found = unsafe { find_in_row(rel, new_tuple, old_tuple) };
+    if let Some(found) = found {
+        // SAFETY: tg_relation is open.
+        let (relid, tupdesc) = unsafe { ((*rel).rd_id, (*rel).rd_att) };
+        let row = Row {
+            tuple: new_tuple,
+            tupdesc,
+        };
+        act(env, action, relid, trigger_op(data.tg_event), &found, row);
+    }
+    Ok(new)
+}
+
+fn trigger_op(event: pg_sys::TriggerEvent) -> &'static str {
+    if (event & pg_sys::TRIGGER_EVENT_OPMASK) == pg_sys::TRIGGER_EVENT_UPDATE {
+        "UPDATE"
+    } else {
+        "INSERT"
+    }
+}
+
+/// The first test-data match in a row; on UPDATE only in columns whose value changed.
+///
+/// # Safety
+/// `rel` must be open, `new` a tuple of it, `old` NULL or the row it replaces.
+unsafe fn find_in_row(
+    rel: pg_sys::Relation,
+    new: pg_sys::HeapTuple,
+    old: pg_sys::HeapTuple,
+) -> Option<Found> {
+    let matcher = matcher();
+    if matcher.is_empty() {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let tupdesc = (*rel).rd_att;
+        let cols = columns((*rel).rd_id, tupdesc);
+        for col in cols.iter() {
+            let mut null = false;
+            let datum = pg_sys::heap_getattr(new, col.attnum, tupdesc, &mut null);
+            if null {
+                continue;
+            }
+            if !old.is_null() {
+                let mut old_null = false;
+                let before = pg_sys::heap_getattr(old, col.attnum, tupdesc, &mut old_null);
+                if !old_null && pg::same_image(datum, before, col.typbyval, col.typlen) {
+                    continue;
+                }
+            }
+            let mut found = None;
+            FOLD_BUFFER.with(|buffer| {
+                let mut buffer = buffer.borrow_mut();
+                strings(datum, col, &mut |s| {
+                    found = matcher.first(s, &mut buffer);
+                    found.is_some()
+                });
+            });
+            if let Some(hit) = found {
+                let pattern = matcher.patterns()[hit.pattern].clone();
+                return Some(Found {
+                    column: col.name.clone(),
+                    hit,
+                    pattern,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// The new row, for the `log` action to find it again in the audit trigger.
+struct Row {
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+}
+
+/// What a match does, by prodguard.test_data_action and the environment.
+fn act(
+    env: Environment,
+    action: TestDataAction,
+    relid: pg_sys::Oid,
+    op: &str,
+    found: &Found,
+    row: Row,
+) {
+    // SAFETY: lsyscache lookup of an open relation.
+    let rel_name = unsafe { pg::cstr_or(pg_sys::get_rel_name(relid), "") };
+    let message = format!("new row for relation \"{rel_name}\" contains test data");
+    let detail = format!(
+        "Column \"{}\" contains \"{}\", which matches pattern \"{}\" of dictionary \"{}\".",
+        found.column,
+        shorten(&found.hit.text),
+        found.pattern.pattern,
+        found.pattern.dictionary
+    );
+    let finding = Finding::here(
+        Guard::TestData,
+        op,
+        format!("{} (column \"{}\")", pg::describe_table(relid), found.column),
+        detail.clone(),
+        Some(relid),
+    )
+    .prefer("Otherwise correct the value, or remove the pattern with prodguard.dictionary_remove() if it is real data.")
+    .with_message(message.clone())
+    .with_sqlstate(PgSqlErrorCode::ERRCODE_CHECK_VIOLATION);
+    match action {
+        TestDataAction::Reject => {
+            let _ = policy::enforce(env, &finding, breakglass::Scope::Transaction, None);
+        }
+        TestDataAction::Warn => {
+            denial::log(Event::Warned, &finding, None);
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+                message,
+                function_name!(),
+            )
+            .set_detail(detail)
+            .report(PgLogLevel::WARNING);
+        }
+        TestDataAction::Log => {
+            let matches = serde_json::json!([{
+                "column": found.column,
+                "text": found.hit.text,
+                "pattern": found.pattern.pattern,
+                "dictionary": found.pattern.dictionary,
+            }]);
+            if protection::flags(relid).audit {
+                // The row's own audit entry (written by the AFTER trigger) carries them.
+                let attnums = columns(relid, row.tupdesc)
+                    .iter()
+                    .map(|c| c.attnum)
+                    .collect();
+                // SAFETY: the new row of this trigger call, with its relation's descriptor.
+                unsafe {
+                    audit_log::note_test_data(relid, attnums, row.tuple, row.tupdesc, matches)
+                };
+            } else {
+                audit_log::record_test_data(relid, op, env, matches);
+            }
+        }
+        TestDataAction::Off => {}
+    }
+}
+
+fn shorten(text: &str) -> String {
+    if text.chars().count() <= SHOWN_MATCH_CHARS {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(SHOWN_MATCH_CHARS).collect();
+        format!("{cut}...")
+    }
+}

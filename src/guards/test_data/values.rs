@@ -1,0 +1,140 @@
+//! Reading the text a column value holds: how each column type is read (its `Reader`),
+//! and the strings of a value, arrays and json included.
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+/// How to read one column's strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    /// A varlena string type (text, varchar, char, citext, ...): read its bytes.
+    Varlena,
+    /// Any other string-like type (name, enums, ...): its output function.
+    Output(pg_sys::Oid),
+    Json,
+    Jsonb,
+}
+
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub attnum: i32,
+    pub name: String,
+    pub reader: Reader,
+    /// For arrays: the element type's length, by-value flag and alignment.
+    pub array: Option<(i16, bool, std::ffi::c_char, pg_sys::Oid)>,
+    pub typlen: i16,
+    pub typbyval: bool,
+}
+
+/// How to read a (base) type, or `None` if it holds no text the guard scans.
+pub fn reader_for(typid: pg_sys::Oid) -> Option<Reader> {
+    if typid == pg_sys::JSONOID {
+        return Some(Reader::Json);
+    }
+    if typid == pg_sys::JSONBOID {
+        return Some(Reader::Jsonb);
+    }
+    // SAFETY: lsyscache lookups of an existing type.
+    unsafe {
+        let mut category: std::ffi::c_char = 0;
+        let mut preferred = false;
+        pg_sys::get_type_category_preferred(typid, &mut category, &mut preferred);
+        let is_enum = pg_sys::type_is_enum(typid);
+        if category as u8 != b'S' && !is_enum {
+            return None;
+        }
+        let mut output = pg_sys::InvalidOid;
+        let mut varlena = false;
+        pg_sys::getTypeOutputInfo(typid, &mut output, &mut varlena);
+        if varlena && !is_enum && typid != pg_sys::NAMEOID {
+            Some(Reader::Varlena)
+        } else {
+            Some(Reader::Output(output))
+        }
+    }
+}
+
+/// Calls `visit` with each string a column value holds, until it returns true.
+///
+/// # Safety
+/// `datum` must be a non-null value of the column's type.
+pub unsafe fn strings(
+    datum: pg_sys::Datum,
+    col: &Column,
+    visit: &mut dyn FnMut(&str) -> bool,
+) -> bool {
+    // SAFETY: guaranteed by the caller; arrays are deconstructed with their element's
+    // storage parameters.
+    unsafe {
+        match col.array {
+            None => one(datum, col.reader, visit),
+            Some((len, byval, align, element)) => {
+                let array =
+                    pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+                let mut values: *mut pg_sys::Datum = std::ptr::null_mut();
+                let mut nulls: *mut bool = std::ptr::null_mut();
+                let mut n = 0;
+                pg_sys::deconstruct_array(
+                    array,
+                    element,
+                    len as i32,
+                    byval,
+                    align,
+                    &mut values,
+                    &mut nulls,
+                    &mut n,
+                );
+                for i in 0..n as usize {
+                    if !*nulls.add(i) && one(*values.add(i), col.reader, visit) {
+                        return true;
+                    }
+                }
+                false
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `datum` must be a non-null value of a type `reader` reads.
+unsafe fn one(datum: pg_sys::Datum, reader: Reader, visit: &mut dyn FnMut(&str) -> bool) -> bool {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        match reader {
+            Reader::Varlena => {
+                let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                let bytes = pgrx::varlena::varlena_to_byte_slice(v);
+                // Server text is valid in its encoding; the plain check is the fast path.
+                match std::str::from_utf8(bytes) {
+                    Ok(s) => visit(s),
+                    Err(_) => visit(&String::from_utf8_lossy(bytes)),
+                }
+            }
+            Reader::Output(f) => {
+                let s = pg_sys::OidOutputFunctionCall(f, datum);
+                visit(&CStr::from_ptr(s).to_string_lossy())
+            }
+            Reader::Json => match pgrx::Json::from_datum(datum, false) {
+                Some(json) => json_strings(&json.0, visit),
+                None => false,
+            },
+            Reader::Jsonb => match JsonB::from_datum(datum, false) {
+                Some(json) => json_strings(&json.0, visit),
+                None => false,
+            },
+        }
+    }
+}
+
+fn json_strings(value: &serde_json::Value, visit: &mut dyn FnMut(&str) -> bool) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => visit(s),
+        Value::Array(items) => items.iter().any(|v| json_strings(v, visit)),
+        Value::Object(map) => map.values().any(|v| json_strings(v, visit)),
+        _ => false,
+    }
+}

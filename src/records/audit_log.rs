@@ -1,0 +1,354 @@
+//! Audit: rows in `prodguard.audit_log`, written inside the transaction they describe.
+//!
+//! Two kinds of entries, one writer:
+//! - one row per guarded statement that ran (an override in production, a warning in
+//!   staging): action = the command, the object, the statement, who, from where and why;
+//! - one row per row changed in a table protected with `audit => true`, written by the
+//!   AFTER row trigger `zz_prodguard_audit`: the row's key, its old and new values as
+//!   jsonb (the same jsonb as to_jsonb(row), written directly by `row_json`, so numbers
+//!   stay numbers, arrays arrays and nested json nested), and the columns an UPDATE
+//!   changed.
+//!
+//! The writer forms the tuple and inserts it directly into the heap and indexes
+//! (`CatalogTupleInsert`), without SPI or permission checks: the per-row path costs one
+//! heap insert, and the audit works for users who may not write the table (nobody may).
+//! A committed change always has its row; a rolled-back one never does. In a database
+//! where the extension is not installed there is no table: the `prodguard:` log line is
+//! the record there.
+//!
+//! The row-audit trigger itself is a guard (`guards::audit_trigger`); this module only
+//! writes entries.
+
+use std::cell::{Cell, RefCell};
+use std::ffi::CStr;
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::core::extension;
+use crate::core::finding::Finding;
+use crate::core::pg::{self, current_statement};
+use crate::core::settings::{self, Environment};
+use crate::records::shmem::{self, Counter};
+
+/// How many role names the writer remembers (a session switches among a few at most).
+const ROLE_NAMES_KEPT: usize = 8;
+/// How many rows' test-data matches may wait for their audit entry (`note_test_data`).
+const PENDING_KEPT: usize = 1000;
+
+/// One audit_log row. `None` is SQL NULL.
+#[derive(Default)]
+pub struct Entry<'a> {
+    pub action: &'a str,
+    pub table: Option<pg_sys::Oid>,
+    pub row_key: Option<pg_sys::Datum>,
+    pub old_row: Option<pg_sys::Datum>,
+    pub new_row: Option<pg_sys::Datum>,
+    pub changed_columns: Option<Vec<String>>,
+    pub override_reason: Option<String>,
+    pub test_data: Option<pg_sys::Datum>,
+    pub object: Option<String>,
+    pub statement: Option<String>,
+    pub environment: Option<Environment>,
+}
+
+/// Records one guarded statement that is about to run; returns the entry's id.
+pub fn record_command(
+    finding: &Finding,
+    env: Environment,
+    reason: Option<&str>,
+    statement: Option<&str>,
+) -> Option<i64> {
+    write(Entry {
+        action: &finding.command,
+        table: finding.relation,
+        override_reason: reason.map(str::to_string),
+        object: Some(finding.object.clone()),
+        statement: statement.map(str::to_string).or_else(current_statement),
+        environment: Some(env),
+        ..Entry::default()
+    })
+}
+
+/// Records the test-data matches of a row written under `test_data_action = log`, for a
+/// table whose row changes are not audited (otherwise the matches go into the row's entry).
+pub fn record_test_data(
+    relid: pg_sys::Oid,
+    action: &str,
+    env: Environment,
+    matches: serde_json::Value,
+) {
+    let matches = jsonb_from_text(&matches.to_string());
+    write(Entry {
+        action,
+        table: Some(relid),
+        test_data: Some(matches),
+        statement: current_statement(),
+        environment: Some(env),
+        ..Entry::default()
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// The writer.
+
+/// What the writer needs of audit_log, looked up once per backend.
+struct Target {
+    table: pg_sys::Oid,
+    sequence: pg_sys::Oid,
+    owner: pg_sys::Oid,
+}
+
+thread_local! {
+    static TARGET: RefCell<Option<Rc<Target>>> = const { RefCell::new(None) };
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// Names of the last roles seen, so the per-row path does not look them up each time.
+    static ROLE_NAMES: RefCell<Vec<(pg_sys::Oid, String)>> = const { RefCell::new(Vec::new()) };
+    /// Test-data matches of rows whose audit entry is still to be written.
+    static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Relcache invalidation callback: forget, never look anything up.
+#[pg_guard]
+unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    TARGET.with(|t| {
+        if let Ok(mut t) = t.try_borrow_mut() {
+            if relid == pg_sys::InvalidOid || t.as_ref().is_some_and(|x| x.table == relid) {
+                *t = None;
+            }
+        }
+    });
+}
+
+fn target() -> Option<Rc<Target>> {
+    pg::register_relcache_callback(&CALLBACK_REGISTERED, Some(forget));
+    if let Some(t) = TARGET.with(|t| t.borrow().clone()) {
+        return Some(t);
+    }
+    let table = extension::own_table(c"audit_log")?;
+    let sequence = extension::own_table(c"audit_log_id_seq")?;
+    let owner = extension::with_pinned_search_path(|| {
+        Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
+            &[table.into()],
+        )
+    })
+    .ok()
+    .flatten()?;
+    let t = Rc::new(Target {
+        table,
+        sequence,
+        owner,
+    });
+    TARGET.with(|c| *c.borrow_mut() = Some(t.clone()));
+    Some(t)
+}
+
+/// Writes one entry; returns its id, or `None` where the extension is not installed.
+pub fn write(entry: Entry<'_>) -> Option<i64> {
+    let target = target()?;
+    // SAFETY: audit_log is opened with RowExclusiveLock (kept to the end of the
+    // transaction) and a tuple matching its descriptor is formed column by column; every
+    // pointer datum comes from palloc in the current memory context.
+    unsafe {
+        let user = pg_sys::GetUserId();
+        let id = extension::as_role(target.owner, || {
+            pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[target.sequence.into_datum()])
+        })?;
+        let rel = pg_sys::table_open(target.table, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        let tupdesc = (*rel).rd_att;
+        let natts = (*tupdesc).natts as usize;
+        let mut values = vec![pg_sys::Datum::from(0); natts];
+        let mut nulls = vec![true; natts];
+        let (schema, table) = match entry.table {
+            Some(t) => pg::relation_names(t),
+            None => (None, None),
+        };
+        let env = entry.environment.unwrap_or_else(settings::environment);
+        for i in 0..natts {
+            let att = &*(*tupdesc).attrs.as_ptr().add(i);
+            let name = CStr::from_ptr(att.attname.data.as_ptr()).to_bytes();
+            let value: Option<pg_sys::Datum> = match name {
+                b"id" => id.into_datum(),
+                b"logged_at" => Some(pg_sys::Datum::from(pg_sys::GetCurrentTimestamp())),
+                b"txid" => Some(pg_sys::Datum::from(pg_sys::GetTopFullTransactionId().value)),
+                b"action" => entry.action.into_datum(),
+                b"table_oid" => entry.table.map(pg_sys::Datum::from),
+                b"schema_name" => schema.as_deref().and_then(|s| s.into_datum()),
+                b"table_name" => table.as_deref().and_then(|s| s.into_datum()),
+                b"row_key" => entry.row_key,
+                b"old_row" => entry.old_row,
+                b"new_row" => entry.new_row,
+                b"changed_columns" => entry.changed_columns.clone().and_then(|c| c.into_datum()),
+                b"db_user" => role_name(user).into_datum(),
+                b"session_user" => role_name(pg_sys::GetSessionUserId()).into_datum(),
+                b"application_name" => pg::cstr_or(pg_sys::application_name, "").into_datum(),
+                b"client_addr" => {
+                    pgrx::direct_function_call_as_datum(pg_sys::inet_client_addr, &[])
+                }
+                b"backend_pid" => pg_sys::MyProcPid.into_datum(),
+                b"environment" => env.name().into_datum(),
+                b"override_reason" => entry
+                    .override_reason
+                    .as_deref()
+                    .and_then(|s| s.into_datum()),
+                b"test_data" => entry.test_data,
+                b"object" => entry.object.as_deref().and_then(|s| s.into_datum()),
+                b"statement" => entry.statement.as_deref().and_then(|s| s.into_datum()),
+                _ => None,
+            };
+            if let Some(v) = value {
+                values[i] = v;
+                nulls[i] = false;
+            }
+        }
+        let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::CatalogTupleInsert(rel, tuple);
+        shmem::count(Counter::AuditRowsWritten);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        Some(id)
+    }
+}
+
+fn role_name(role: pg_sys::Oid) -> String {
+    if let Some(name) = ROLE_NAMES.with(|r| {
+        r.borrow()
+            .iter()
+            .find(|(o, _)| *o == role)
+            .map(|(_, n)| n.clone())
+    }) {
+        return name;
+    }
+    let name = pg::role_name(role);
+    ROLE_NAMES.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.len() >= ROLE_NAMES_KEPT {
+            r.remove(0);
+        }
+        r.push((role, name.clone()));
+    });
+    name
+}
+
+// ---------------------------------------------------------------------------------------
+// Rows as jsonb.
+
+/// A jsonb datum parsed from JSON text.
+pub fn jsonb_from_text(json: &str) -> pg_sys::Datum {
+    let c = std::ffi::CString::new(json.replace('\0', "")).unwrap_or_default();
+    // SAFETY: jsonb_in takes a NUL-terminated C string and returns a palloc'd jsonb.
+    unsafe {
+        pgrx::direct_function_call_as_datum(
+            pg_sys::jsonb_in,
+            &[Some(pg_sys::Datum::from(c.as_ptr()))],
+        )
+        .expect("jsonb_in returns a value")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Test-data matches waiting for their row's audit entry.
+//
+// Under `test_data_action = log`, the BEFORE row trigger of the test-data guard finds the
+// matches, and the AFTER row trigger of the audit writes the row's entry. The matches wait
+// here in between, found again by table and by a fingerprint of the scanned columns'
+// values (detoasted, so the row before storage and the stored row agree).
+
+struct Pending {
+    relid: pg_sys::Oid,
+    attnums: Vec<i32>,
+    print: u64,
+    matches: serde_json::Value,
+}
+
+/// Keeps the matches of a row until its audit entry is written (`take_test_data`).
+///
+/// # Safety
+/// `tuple` must be a tuple of `relid` with descriptor `tupdesc`; `attnums` its columns.
+pub unsafe fn note_test_data(
+    relid: pg_sys::Oid,
+    attnums: Vec<i32>,
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+    matches: serde_json::Value,
+) {
+    // SAFETY: guaranteed by the caller.
+    let print = unsafe { fingerprint(tuple, tupdesc, &attnums) };
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() >= PENDING_KEPT {
+            p.remove(0);
+        }
+        p.push(Pending {
+            relid,
+            attnums,
+            print,
+            matches,
+        });
+    });
+}
+
+/// The test-data matches noted for this row, as jsonb, if any. Called by the audit trigger
+/// for every audited row: free when nothing is pending.
+///
+/// # Safety
+/// `tuple` must be NULL or a tuple of `relid` with descriptor `tupdesc`.
+pub unsafe fn take_test_data(
+    relid: pg_sys::Oid,
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+) -> Option<pg_sys::Datum> {
+    if tuple.is_null() || PENDING.with(|p| p.borrow().is_empty()) {
+        return None;
+    }
+    let matches = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        let i = p.iter().position(|n| {
+            // SAFETY: guaranteed by the caller.
+            n.relid == relid && unsafe { fingerprint(tuple, tupdesc, &n.attnums) } == n.print
+        })?;
+        Some(p.remove(i).matches)
+    })?;
+    Some(jsonb_from_text(&matches.to_string()))
+}
+
+/// A hash of the values of some columns of a row, by their stored image (varlena values
+/// detoasted and without their header, so a value hashes the same before and after
+/// storage).
+///
+/// # Safety
+/// `tuple` must be a tuple with descriptor `tupdesc`; `attnums` columns of it.
+unsafe fn fingerprint(
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+    attnums: &[i32],
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for &attnum in attnums {
+        attnum.hash(&mut h);
+        let mut null = false;
+        // SAFETY: guaranteed by the caller; each value is read with its column's storage
+        // parameters.
+        unsafe {
+            let datum = pg_sys::heap_getattr(tuple, attnum, tupdesc, &mut null);
+            if null {
+                continue;
+            }
+            let att = &*(*tupdesc).attrs.as_ptr().add(attnum as usize - 1);
+            if att.attbyval {
+                datum.value().hash(&mut h);
+            } else if att.attlen == -1 {
+                let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                pgrx::varlena::varlena_to_byte_slice(v).hash(&mut h);
+            } else if att.attlen > 0 {
+                let p = datum.cast_mut_ptr::<u8>() as *const u8;
+                std::slice::from_raw_parts(p, att.attlen as usize).hash(&mut h);
+            } else {
+                CStr::from_ptr(datum.cast_mut_ptr()).to_bytes().hash(&mut h);
+            }
+        }
+    }
+    h.finish()
+}

@@ -1,0 +1,19 @@
+//! Records: what pg_prodguard writes down, and nothing about whether to refuse.
+//!
+//! Contract: uses `core` only. The audit writer writes in the changing transaction (a
+//! committed change always has its entry, a rolled-back one never does); the denial
+//! record goes to the server log at once and to a shared-memory queue that the background
+//! workers (`workers`) drain into `prodguard.denial_log`, so a refusal outlives the
+//! rollback of its own transaction.
+//!
+//! - `audit_log`: the `prodguard.audit_log` writer (command and row entries);
+//! - `row_json`: rows as jsonb, written directly in jsonb's binary format;
+//! - `backup`: copies of a protected table before an overridden TRUNCATE or DROP;
+//! - `denial`: the `prodguard:` log line and the denial record of each refusal;
+//! - `shmem`: shared memory: the denial queue and the metrics counters.
+
+pub mod audit_log;
+pub mod backup;
+pub mod denial;
+pub mod row_json;
+pub mod shmem;
