@@ -4,8 +4,7 @@
 //! ours and puts ours in its place. Our hooks only route the event to the guard that
 //! decides, then always call the saved hook (or PostgreSQL's standard function), so
 //! extensions loaded before or after pg_prodguard keep working whatever the order in
-//! shared_preload_libraries. Saved hooks are called through pgrx's FFI boundary, so an
-//! ERROR inside them unwinds through our frames correctly.
+//! shared_preload_libraries.
 //!
 //! | hook | routes to |
 //! |---|---|
@@ -15,13 +14,33 @@
 //! | ExecutorFinish | `row_guard::after_finish` (rows changed) |
 //! | object_access (OAT_DROP) | `command_guard::cascaded_drop` (a protected table or column dropped by a statement the command guard does not judge, e.g. `DROP TYPE ... CASCADE`) |
 //! | shmem_request, shmem_startup | `records::shmem` (the denial queue and the metrics counters; only under shared_preload_libraries) |
+//!
+//! # Errors pass through untouched
+//!
+//! An ERROR raised by PostgreSQL (or another extension) while one of our hooks is on the
+//! stack must reach the client exactly as without pg_prodguard: position, CONTEXT and
+//! QUERY lines, schema/table/column/constraint names. pgrx's error boundary cannot keep
+//! them (it copies a few fields of the ErrorData into a Rust panic and raises a new error
+//! from them), so the hooks do not use it around the calls they pass on:
+//!
+//! - each hook function is a plain `extern "C-unwind"` function, not `#[pg_guard]`, and
+//!   holds only plain values (pointers, integers, booleans: nothing with a destructor), so
+//!   PostgreSQL's longjmp may pass over its frame;
+//! - it calls the saved hook or the standard function directly (`raw`), without pgrx's
+//!   boundary, so an ERROR there leaves with its ErrorData intact;
+//! - everything pg_prodguard itself decides runs in small `#[pg_guard]` functions (`*_guarded`)
+//!   before or after that call, where pgrx turns our refusals into ERRORs and a Rust panic
+//!   (a bug) into one clean XX000 (`core::error::catch_bug`);
+//! - the one piece of state that must be put back when the passed-on call fails (the
+//!   command guard's mark of the statement being judged) is put back by a `PG_FINALLY`
+//!   equivalent (`call_utility`), which then re-throws the same error (`pg_re_throw`).
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 
 use pgrx::pg_sys;
-use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 
+use crate::core::error::catch_bug;
 use crate::guards::command as command_guard;
 use crate::guards::row as row_guard;
 use crate::records::shmem;
@@ -33,6 +52,36 @@ static mut PREV_EXECUTOR_FINISH: pg_sys::ExecutorFinish_hook_type = None;
 static mut PREV_OBJECT_ACCESS: pg_sys::object_access_hook_type = None;
 static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
 static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
+
+/// PostgreSQL's functions, declared without pgrx's error boundary (pgrx wraps every
+/// function of `pg_sys`). Call them only from frames that hold nothing to drop.
+mod raw {
+    use pgrx::pg_sys::*;
+    use std::ffi::{c_char, c_int};
+
+    unsafe extern "C-unwind" {
+        pub fn standard_ProcessUtility(
+            pstmt: *mut PlannedStmt,
+            query_string: *const c_char,
+            read_only_tree: bool,
+            context: ProcessUtilityContext::Type,
+            params: ParamListInfo,
+            query_env: *mut QueryEnvironment,
+            dest: *mut DestReceiver,
+            qc: *mut QueryCompletion,
+        );
+        pub fn standard_planner(
+            parse: *mut Query,
+            query_string: *const c_char,
+            cursor_options: c_int,
+            bound_params: ParamListInfo,
+        ) -> *mut PlannedStmt;
+        pub fn standard_ExecutorStart(query_desc: *mut QueryDesc, eflags: c_int);
+        pub fn standard_ExecutorFinish(query_desc: *mut QueryDesc);
+        /// Re-throws the ERROR being handled, its ErrorData unchanged (PG_RE_THROW).
+        pub fn pg_re_throw() -> !;
+    }
+}
 
 pub fn install() {
     // SAFETY: _PG_init runs once per process, before any statement, on the only thread.
@@ -62,48 +111,39 @@ pub fn install_shmem() {
     }
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn shmem_request() {
-    // SAFETY: called by the postmaster while shared memory is being sized.
-    unsafe {
-        if let Some(prev) = PREV_SHMEM_REQUEST {
-            pg_guard_ffi_boundary(|| prev());
-        }
-    }
-    shmem::request();
-}
+// ---------------------------------------------------------------------------------------
+// object_access
 
-#[pg_guard]
-unsafe extern "C-unwind" fn shmem_startup() {
-    // SAFETY: called once per (re)initialisation of shared memory.
-    unsafe {
-        if let Some(prev) = PREV_SHMEM_STARTUP {
-            pg_guard_ffi_boundary(|| prev());
-        }
-    }
-    shmem::attach();
-}
-
-#[pg_guard]
 unsafe extern "C-unwind" fn object_access(
     access: pg_sys::ObjectAccessType::Type,
     class_id: pg_sys::Oid,
     object_id: pg_sys::Oid,
     sub_id: c_int,
-    arg: *mut std::ffi::c_void,
+    arg: *mut c_void,
 ) {
     if access == pg_sys::ObjectAccessType::OAT_DROP && class_id == pg_sys::RelationRelationId {
-        command_guard::cascaded_drop(object_id, sub_id);
+        // SAFETY: a #[pg_guard] function with plain arguments.
+        unsafe { object_drop_guarded(object_id, sub_id) };
     }
-    // SAFETY: the saved hook receives our arguments unchanged.
+    // SAFETY: the saved hook receives our arguments unchanged; this frame holds nothing to
+    // drop.
     unsafe {
         if let Some(prev) = PREV_OBJECT_ACCESS {
-            pg_guard_ffi_boundary(|| prev(access, class_id, object_id, sub_id, arg));
+            prev(access, class_id, object_id, sub_id, arg);
         }
     }
 }
 
 #[pg_guard]
+unsafe extern "C-unwind" fn object_drop_guarded(object_id: pg_sys::Oid, sub_id: c_int) {
+    catch_bug("the object-access hook", || {
+        command_guard::cascaded_drop(object_id, sub_id)
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// ProcessUtility
+
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn process_utility(
     pstmt: *mut pg_sys::PlannedStmt,
@@ -115,18 +155,75 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    // SAFETY: PostgreSQL passes a valid PlannedStmt and query text.
-    unsafe { command_guard::check(pstmt, query_string) };
-    // Drops made while this statement runs are judged by the command guard above, or, for
-    // other statements, by the object-access hook (reset when the statement ends, also
-    // by an error).
-    // SAFETY: as above.
-    let _judged = unsafe { command_guard::JudgedStatement::enter(pstmt) };
-    // SAFETY: the saved hook (or the standard function) receives our arguments unchanged.
+    // SAFETY: PostgreSQL passes a valid PlannedStmt and query text. The guard refuses here
+    // (an ERROR from a #[pg_guard] function), or marks whether it judged the statement's
+    // drops and returns the enclosing statement's mark.
+    let enclosing = unsafe { utility_guarded(pstmt, query_string) };
+    // SAFETY: as above; the arguments are passed on unchanged.
+    let failed = unsafe {
+        call_utility(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        )
+    };
+    // Drops made while this statement ran were judged by the command guard above, or, for
+    // other statements, by the object-access hook: the enclosing statement's mark comes back
+    // whether the statement ended or failed.
+    command_guard::leave_statement(enclosing);
+    if failed {
+        // SAFETY: the ERROR is still PostgreSQL's current error; re-throw it as it is.
+        unsafe { raw::pg_re_throw() }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn utility_guarded(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+) -> bool {
+    catch_bug("the command guard", || {
+        // SAFETY: guaranteed by the caller (the hook's own arguments).
+        unsafe {
+            command_guard::check(pstmt, query_string);
+            command_guard::enter_statement(pstmt)
+        }
+    })
+}
+
+/// Calls the saved ProcessUtility hook (or the standard function) inside the equivalent of
+/// PG_TRY: returns true when it raised an ERROR, which is then still PostgreSQL's current
+/// error, for the caller to re-throw after its clean-up.
+///
+/// # Safety
+/// The hook's own arguments; the caller's frame holds nothing to drop.
+#[allow(clippy::too_many_arguments)]
+unsafe fn call_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) -> bool {
+    // SAFETY: PG_TRY: PostgreSQL's longjmp target is set to our sigsetjmp buffer for the
+    // call, and the previous target and error-context stack are put back afterwards, on
+    // both paths, as PG_END_TRY does. The closure captures only plain values.
     unsafe {
-        match PREV_PROCESS_UTILITY {
-            Some(prev) => pg_guard_ffi_boundary(|| {
-                prev(
+        let saved_exception_stack = pg_sys::PG_exception_stack;
+        let saved_context_stack = pg_sys::error_context_stack;
+        let jumped = cee_scape::call_with_sigsetjmp(false, |jump_buffer| {
+            pg_sys::PG_exception_stack =
+                jump_buffer as *const cee_scape::SigJmpBufFields as *mut pg_sys::sigjmp_buf;
+            match PREV_PROCESS_UTILITY {
+                Some(prev) => prev(
                     pstmt,
                     query_string,
                     read_only_tree,
@@ -135,66 +232,137 @@ unsafe extern "C-unwind" fn process_utility(
                     query_env,
                     dest,
                     qc,
-                )
-            }),
-            None => pg_sys::standard_ProcessUtility(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
-        }
+                ),
+                None => raw::standard_ProcessUtility(
+                    pstmt,
+                    query_string,
+                    read_only_tree,
+                    context,
+                    params,
+                    query_env,
+                    dest,
+                    qc,
+                ),
+            }
+            0
+        });
+        pg_sys::PG_exception_stack = saved_exception_stack;
+        pg_sys::error_context_stack = saved_context_stack;
+        jumped != 0
     }
 }
 
-#[pg_guard]
+// ---------------------------------------------------------------------------------------
+// planner
+
 unsafe extern "C-unwind" fn planner(
     parse: *mut pg_sys::Query,
     query_string: *const c_char,
     cursor_options: c_int,
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
-    // SAFETY: `parse` is the query about to be planned.
-    let marks = unsafe { row_guard::marks_before_planning(parse) };
+    // SAFETY: `parse` is the query about to be planned; the marks are a palloc'd List (a
+    // plain pointer) in the planner's memory context.
+    let marks = unsafe { marks_guarded(parse) };
     // SAFETY: the saved hook (or the standard planner) receives our arguments unchanged.
     let plan = unsafe {
         match PREV_PLANNER {
-            Some(prev) => {
-                pg_guard_ffi_boundary(|| prev(parse, query_string, cursor_options, bound_params))
-            }
-            None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
+            Some(prev) => prev(parse, query_string, cursor_options, bound_params),
+            None => raw::standard_planner(parse, query_string, cursor_options, bound_params),
         }
     };
     // SAFETY: `plan` is the plan made of the query the marks were taken from.
-    unsafe { row_guard::mark_plan(marks, plan) };
+    unsafe { mark_guarded(marks, plan) };
     plan
 }
 
 #[pg_guard]
+unsafe extern "C-unwind" fn marks_guarded(parse: *mut pg_sys::Query) -> *mut pg_sys::List {
+    // SAFETY: guaranteed by the caller.
+    catch_bug("the row guard", || unsafe {
+        row_guard::marks_before_planning(parse)
+    })
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn mark_guarded(marks: *mut pg_sys::List, plan: *mut pg_sys::PlannedStmt) {
+    // SAFETY: guaranteed by the caller.
+    catch_bug("the row guard", || unsafe {
+        row_guard::mark_plan(marks, plan)
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// ExecutorStart, ExecutorFinish
+
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
     // SAFETY: PostgreSQL passes a valid QueryDesc; the saved hook (or the standard
     // function) receives our arguments unchanged.
     unsafe {
         match PREV_EXECUTOR_START {
-            Some(prev) => pg_guard_ffi_boundary(|| prev(query_desc, eflags)),
-            None => pg_sys::standard_ExecutorStart(query_desc, eflags),
+            Some(prev) => prev(query_desc, eflags),
+            None => raw::standard_ExecutorStart(query_desc, eflags),
         }
-        row_guard::after_start(query_desc, eflags);
+        start_guarded(query_desc, eflags);
     }
 }
 
 #[pg_guard]
+unsafe extern "C-unwind" fn start_guarded(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
+    // SAFETY: the QueryDesc after standard start.
+    catch_bug("the row guard", || unsafe {
+        row_guard::after_start(query_desc, eflags)
+    });
+}
+
 unsafe extern "C-unwind" fn executor_finish(query_desc: *mut pg_sys::QueryDesc) {
     // SAFETY: as for executor_start.
     unsafe {
         match PREV_EXECUTOR_FINISH {
-            Some(prev) => pg_guard_ffi_boundary(|| prev(query_desc)),
-            None => pg_sys::standard_ExecutorFinish(query_desc),
+            Some(prev) => prev(query_desc),
+            None => raw::standard_ExecutorFinish(query_desc),
         }
-        row_guard::after_finish(query_desc);
+        finish_guarded(query_desc);
     }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn finish_guarded(query_desc: *mut pg_sys::QueryDesc) {
+    // SAFETY: the QueryDesc after standard finish.
+    catch_bug("the row guard", || unsafe {
+        row_guard::after_finish(query_desc)
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared memory
+
+unsafe extern "C-unwind" fn shmem_request() {
+    // SAFETY: called by the postmaster while shared memory is being sized.
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_REQUEST {
+            prev();
+        }
+        shmem_request_guarded();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shmem_request_guarded() {
+    shmem::request();
+}
+
+unsafe extern "C-unwind" fn shmem_startup() {
+    // SAFETY: called once per (re)initialisation of shared memory.
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_STARTUP {
+            prev();
+        }
+        shmem_startup_guarded();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shmem_startup_guarded() {
+    shmem::attach();
 }

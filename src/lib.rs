@@ -32,6 +32,7 @@ pgrx::pg_module_magic!();
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    crate::core::error::install_quiet_panic_hook();
     crate::core::extension::set_preloaded(loaded_at_start());
     guards::settings::register();
     hooks::install();

@@ -18,6 +18,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::core::breakglass;
+use crate::core::error::catch_bug;
 use crate::core::passes::RESTORING;
 use crate::core::pg::{self, current_statement, OidMap};
 use crate::core::settings;
@@ -116,6 +117,12 @@ unsafe fn key_attnums(rel: pg_sys::Relation) -> Vec<i32> {
 
 #[pg_trigger]
 fn audit_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    catch_bug("the audit trigger", || audit_trigger_row(trigger))
+}
+
+fn audit_trigger_row<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     let data = trigger.trigger_data();

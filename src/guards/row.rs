@@ -65,36 +65,43 @@ impl RowCommand {
 // ---------------------------------------------------------------------------------------
 // Planner: mark DELETE/UPDATE statements that have no WHERE clause.
 
-/// What the planner hook learns from a query before planning it: its DELETE/UPDATE
-/// statements without a WHERE clause. (The planner simplifies the query in place, so
-/// `WHERE true` is gone once it has run.)
-pub struct Marks(Vec<(c_int, pg_sys::Oid)>);
-
+/// What the planner hook learns from a query before planning it (the planner simplifies
+/// the query in place, so `WHERE true` is gone once it has run): its DELETE/UPDATE
+/// statements without a WHERE clause, as a palloc'd List of PlanInvalItem marks in the
+/// current memory context (NIL when there are none). A plain pointer, so the hook holds
+/// nothing to drop while the planner runs.
+///
 /// # Safety
 /// `parse` must be the Query about to be planned.
-pub unsafe fn marks_before_planning(parse: *mut pg_sys::Query) -> Marks {
+pub unsafe fn marks_before_planning(parse: *mut pg_sys::Query) -> *mut pg_sys::List {
     let mut marks = Vec::new();
     // SAFETY: guaranteed by the caller.
     unsafe { collect_missing_where(parse, &mut marks) };
-    Marks(marks)
-}
-
-/// Leaves the marks on the plan made of the query.
-///
-/// # Safety
-/// `plan` must be the PlannedStmt the planner returned, in the current memory context.
-pub unsafe fn mark_plan(marks: Marks, plan: *mut pg_sys::PlannedStmt) {
-    for (cache_id, relid) in marks.0 {
-        // SAFETY: a palloc'd node in the current (planner's) memory context, appended to the
-        // plan's list the same way setrefs.c appends real invalidation items.
+    let mut list: *mut pg_sys::List = std::ptr::null_mut();
+    for (cache_id, relid) in marks {
+        // SAFETY: a palloc'd node in the current (planner's) memory context, built the way
+        // setrefs.c builds real invalidation items.
         unsafe {
             let item = pg_sys::palloc0(std::mem::size_of::<pg_sys::PlanInvalItem>())
                 as *mut pg_sys::PlanInvalItem;
             (*item).type_ = pg_sys::NodeTag::T_PlanInvalItem;
             (*item).cacheId = cache_id;
             (*item).hashValue = relid.to_u32();
-            (*plan).invalItems = pg_sys::lappend((*plan).invalItems, item as *mut c_void);
+            list = pg_sys::lappend(list, item as *mut c_void);
         }
+    }
+    list
+}
+
+/// Leaves the marks on the plan made of the query.
+///
+/// # Safety
+/// `marks` must come from `marks_before_planning` of the query `plan` was made of, in the
+/// same memory context.
+pub unsafe fn mark_plan(marks: *mut pg_sys::List, plan: *mut pg_sys::PlannedStmt) {
+    if !marks.is_null() && !plan.is_null() {
+        // SAFETY: guaranteed by the caller; list_concat appends to the plan's own list.
+        unsafe { (*plan).invalItems = pg_sys::list_concat((*plan).invalItems, marks) };
     }
 }
 
@@ -486,29 +493,52 @@ unsafe fn wrap_subplan(state: *mut pg_sys::PlanState) -> Option<Rc<Cell<u64>>> {
     Some(counter)
 }
 
-#[pg_guard]
+/// The wrapped ExecProcNode of a CTE's subplan: counts the rows it produces.
+///
+/// Not `#[pg_guard]`: an ERROR raised below (in the subplan) must reach PostgreSQL's error
+/// handling unchanged, so this frame holds only plain values (no destructors) and cannot
+/// panic; the original function is called directly, without pgrx's error boundary.
 unsafe extern "C-unwind" fn counting(state: *mut pg_sys::PlanState) -> *mut pg_sys::TupleTableSlot {
-    let found = WRAPPED.with(|w| {
-        let list = w.borrow();
-        list.iter()
-            .rev()
-            .find(|(k, _)| *k == state as usize)
-            .map(|(_, v)| v.clone())
-    });
-    let Some((original, counter)) = found else {
+    let Some((original, counter)) = wrapped(state) else {
+        // SAFETY: raises an ERROR (a bug: the statement's wrapper was forgotten early).
+        unsafe { lost_wrapper() };
         return std::ptr::null_mut();
     };
-    let Some(original) = original else {
-        return std::ptr::null_mut();
-    };
-    // SAFETY: calls the node's own ExecProcNodeReal; an ERROR inside is turned into a Rust
-    // panic at this boundary and re-raised by #[pg_guard].
-    let slot = unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| original(state)) };
-    // SAFETY: a NULL slot or an empty one (TupIsNull) means the subplan is done.
-    if !slot.is_null() && unsafe { (*slot).tts_flags } as u32 & pg_sys::TTS_FLAG_EMPTY == 0 {
-        counter.set(counter.get() + 1);
+    // SAFETY: the node's own ExecProcNodeReal, with its own argument.
+    let slot = unsafe { original(state) };
+    // SAFETY: a NULL slot or an empty one (TupIsNull) means the subplan is done; the counter
+    // is kept alive by WRAPPED until the statement's memory is reset.
+    unsafe {
+        if !slot.is_null() && (*slot).tts_flags as u32 & pg_sys::TTS_FLAG_EMPTY == 0 {
+            (*counter).set((*counter).get() + 1);
+        }
     }
     slot
+}
+
+/// The original ExecProcNode of a wrapped subplan and its counter. Never panics.
+#[allow(clippy::type_complexity)]
+fn wrapped(
+    state: *mut pg_sys::PlanState,
+) -> Option<(
+    unsafe extern "C-unwind" fn(*mut pg_sys::PlanState) -> *mut pg_sys::TupleTableSlot,
+    *const Cell<u64>,
+)> {
+    WRAPPED.with(|w| {
+        let list = w.try_borrow().ok()?;
+        let (_, (original, counter)) = list.iter().rev().find(|(k, _)| *k == state as usize)?;
+        Some(((*original)?, Rc::as_ptr(counter)))
+    })
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn lost_wrapper() {
+    crate::core::error::raise(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        "pg_prodguard lost track of a subplan it counts".into(),
+        "This is a bug in pg_prodguard; the statement was not completed.",
+        "",
+    )
 }
 
 /// Drops the statement's watch and wrappers when its executor state goes away, whether it

@@ -17,6 +17,7 @@ use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry};
 
 use crate::core::breakglass::{self, Scope};
+use crate::core::error::catch_bug;
 use crate::core::finding::{Finding, Guard};
 use crate::core::settings::*;
 use crate::guards::policy;
@@ -256,6 +257,10 @@ unsafe extern "C-unwind" fn check_protected_databases(
 /// Decides whether a session may change a `prodguard.*` setting. Returns false (with the
 /// error prepared for PostgreSQL to raise) when production refuses the change.
 fn guard_change(name: &str, changed: bool, source: pg_sys::GucSource::Type) -> bool {
+    catch_bug("the settings guard", || judge_change(name, changed, source))
+}
+
+fn judge_change(name: &str, changed: bool, source: pg_sys::GucSource::Type) -> bool {
     use pg_sys::GucSource::*;
     // Only changes made by a session are guarded here; see the module comment.
     if !matches!(source, PGC_S_CLIENT | PGC_S_SESSION | PGC_S_INTERACTIVE) || !changed {

@@ -18,15 +18,15 @@
 mod cluster;
 mod tables;
 
-use std::cell::Cell;
 use std::ffi::{c_char, CStr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgrx::pg_sys;
 
 use crate::core::breakglass::Scope;
 use crate::core::extension::{self, NAME as EXTENSION};
 use crate::core::finding::{Finding, Guard};
-use crate::core::passes::{FlagGuard, OWN_DDL};
+use crate::core::passes::OWN_DDL;
 use crate::core::pg::{self, cstr_or, current_database, opt_cstr};
 use crate::core::protection::{self, Flags};
 use crate::core::settings::{self, Environment, Token};
@@ -68,39 +68,42 @@ impl Judged {
     }
 }
 
-thread_local! {
-    /// Whether the utility statement running now is one whose drops this guard judges
-    /// itself (TRUNCATE, DROP TABLE/SCHEMA/..., DROP OWNED, ALTER TABLE).
-    static JUDGED: Cell<bool> = const { Cell::new(false) };
+/// Whether the utility statement running now is one whose drops this guard judges itself
+/// (TRUNCATE, DROP TABLE/SCHEMA/..., DROP OWNED, ALTER TABLE). A backend is one thread; an
+/// atomic so that the hook can put it back on its error path without touching anything
+/// that could fail.
+static JUDGED: AtomicBool = AtomicBool::new(false);
+
+/// Marks, for the time a utility statement runs, whether this guard judged its drops.
+/// Returns the enclosing statement's mark, which the hook puts back with `leave_statement`
+/// when the statement ends, also with an ERROR.
+///
+/// # Safety
+/// `pstmt` must be the PlannedStmt PostgreSQL passed to the ProcessUtility hook.
+pub unsafe fn enter_statement(pstmt: *mut pg_sys::PlannedStmt) -> bool {
+    use pg_sys::NodeTag::*;
+    // SAFETY: guaranteed by the caller; each arm reads the node its tag names.
+    let judged = unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        !stmt.is_null()
+            && match (*stmt).type_ {
+                T_TruncateStmt | T_AlterTableStmt | T_DropOwnedStmt => true,
+                T_DropStmt => matches!(
+                    (*(stmt as *mut pg_sys::DropStmt)).removeType,
+                    pg_sys::ObjectType::OBJECT_TABLE
+                        | pg_sys::ObjectType::OBJECT_SCHEMA
+                        | pg_sys::ObjectType::OBJECT_MATVIEW
+                        | pg_sys::ObjectType::OBJECT_FOREIGN_TABLE
+                ),
+                _ => false,
+            }
+    };
+    JUDGED.swap(judged, Ordering::Relaxed)
 }
 
-/// Marks, for the time a utility statement runs, whether this guard judged its drops;
-/// the enclosing statement's mark comes back when it is dropped (also on error).
-pub struct JudgedStatement(#[allow(dead_code)] FlagGuard);
-
-impl JudgedStatement {
-    /// # Safety
-    /// `pstmt` must be the PlannedStmt PostgreSQL passed to the ProcessUtility hook.
-    pub unsafe fn enter(pstmt: *mut pg_sys::PlannedStmt) -> JudgedStatement {
-        use pg_sys::NodeTag::*;
-        // SAFETY: guaranteed by the caller; each arm reads the node its tag names.
-        let judged = unsafe {
-            let stmt = (*pstmt).utilityStmt;
-            !stmt.is_null()
-                && match (*stmt).type_ {
-                    T_TruncateStmt | T_AlterTableStmt | T_DropOwnedStmt => true,
-                    T_DropStmt => matches!(
-                        (*(stmt as *mut pg_sys::DropStmt)).removeType,
-                        pg_sys::ObjectType::OBJECT_TABLE
-                            | pg_sys::ObjectType::OBJECT_SCHEMA
-                            | pg_sys::ObjectType::OBJECT_MATVIEW
-                            | pg_sys::ObjectType::OBJECT_FOREIGN_TABLE
-                    ),
-                    _ => false,
-                }
-        };
-        JudgedStatement(FlagGuard::set(&JUDGED, judged))
-    }
+/// Puts back the enclosing statement's mark (see `enter_statement`). Cannot fail.
+pub fn leave_statement(previous: bool) {
+    JUDGED.store(previous, Ordering::Relaxed);
 }
 
 /// The object-access hook's safety net: a protected table, or a column of one, is being
@@ -108,7 +111,7 @@ impl JudgedStatement {
 /// ... CASCADE` removing a column that depends on it). In production that needs an
 /// override like the direct routes; staging warns; development is silent.
 pub fn cascaded_drop(relid: pg_sys::Oid, attnum: std::ffi::c_int) {
-    if JUDGED.get() || OWN_DDL.get() || extension::in_own_script() {
+    if JUDGED.load(Ordering::Relaxed) || OWN_DDL.get() || extension::in_own_script() {
         return;
     }
     // SAFETY: lsyscache lookups of a relation that still exists (the hook runs before the

@@ -23,6 +23,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 use crate::core::breakglass;
+use crate::core::error::catch_bug;
 use crate::core::finding::{Finding, Guard};
 use crate::core::pg;
 use crate::core::protection;
@@ -57,6 +58,12 @@ struct Found {
 
 #[pg_trigger]
 fn test_data_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    catch_bug("the test-data trigger", || test_data_trigger_row(trigger))
+}
+
+fn test_data_trigger_row<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     let new = trigger.new();
