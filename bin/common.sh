@@ -99,8 +99,10 @@ start_cluster() {
     as_root rm -rf "$dir"
     mkdir -p "$dir"
     as_root chown postgres: "$dir"
-    as_postgres "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
-        { cat "$dir/initdb.log"; return 1; }
+    # initdb's log is written by postgres: the directory is postgres's now
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    as_postgres sh -c '"$1" -D "$2/data" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >"$2/initdb.log" 2>&1' \
+        sh "$PG_BIN/initdb" "$dir" || { as_root cat "$dir/initdb.log"; return 1; }
     {
         echo "listen_addresses = '127.0.0.1'"
         echo "port = $port"
@@ -114,7 +116,7 @@ start_cluster() {
     # RUST_BACKTRACE in the server's environment would append backtraces to error details
     as_postgres env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE \
         "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/startup.log" -w -t 60 start >/dev/null ||
-        { cat "$dir/startup.log" "$dir/data/log/postgresql.log" 2>/dev/null; return 1; }
+        { as_root cat "$dir/startup.log" "$dir/data/log/postgresql.log" 2>/dev/null; return 1; }
     export PGHOST="$dir" PGPORT="$port" PGUSER=postgres
 }
 
@@ -129,7 +131,8 @@ restart_cluster() {
 stop_cluster() {
     local dir
     dir="$(cluster_base)/$1"
-    [ -f "$dir/data/postmaster.pid" ] || return 0
+    # the data directory is postgres's, mode 0700
+    as_postgres test -f "$dir/data/postmaster.pid" 2>/dev/null || return 0
     as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -w -t 60 -m fast stop >/dev/null
 }
 
