@@ -25,6 +25,7 @@ INSERT INTO child VALUES (1, 42);
 -- PostgreSQL's error under our utility hook, with a position
 CREATE TABLE bad (a int DEFAULT 'x');
 -- our refusals, at top level and inside PL/pgSQL
+INSERT INTO parent VALUES (100);
 TRUNCATE parent;
 DO $$ BEGIN DELETE FROM parent; END $$;
 -- PostgreSQL's error inside one of our functions (a restore hitting a unique key)

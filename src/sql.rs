@@ -54,6 +54,13 @@ extension_sql_file!(
     requires = ["audit", metrics]
 );
 
+// Approved changes: the table, the changes view, request_change().
+extension_sql_file!(
+    "../sql/changes.sql",
+    name = "changes",
+    requires = ["audit", request_change, approve_change, revoke_change]
+);
+
 // Last: refuse to install unless the library was preloaded.
 extension_sql_file!(
     "../sql/finalize.sql",

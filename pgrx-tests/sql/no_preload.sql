@@ -14,6 +14,7 @@ ALTER DATABASE preloaded_per_session SET session_preload_libraries = 'pg_prodgua
 CREATE EXTENSION pg_prodguard;
 SELECT value FROM prodguard.status() WHERE setting = 'preloaded';
 CREATE TABLE t (a int);
+INSERT INTO t VALUES (1);
 TRUNCATE t;
 -- Without shared_preload_libraries there is no shared memory: the refusal above is in the
 -- server log only, and the counters are NULL.

@@ -4,6 +4,7 @@
 //! a protection are judged like destructive commands (`guards::policy`); functions that
 //! write the extension's tables do it as their owner with a pinned search_path.
 //!
+//! - `changes`: `request_change()`, `approve_change()`, `revoke_change()`;
 //! - `protect`: `protect()`, `unprotect()`;
 //! - `dictionary`: `dictionary_add()`, `dictionary_remove()`, `dictionary_enable()`;
 //! - `scan`: `scan()`, `scan_table()`;
@@ -11,6 +12,7 @@
 //!   `restore_backup()`, `purge_audit()`;
 //! - `status`: `status()`, `metrics`, the preload check of CREATE EXTENSION.
 
+pub mod changes;
 pub mod dictionary;
 pub mod protect;
 pub mod restore;

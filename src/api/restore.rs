@@ -23,6 +23,7 @@ use crate::core::extension;
 use crate::core::finding::{Finding, Guard};
 use crate::core::passes::{FlagGuard, PURGING, RESTORING};
 use crate::core::pg;
+use crate::core::settings;
 use crate::guards::policy;
 
 /// Removes audit entries (and their backups) older than `older_than`; returns how many
@@ -305,6 +306,12 @@ fn restore_row(audit_id: i64, force: default!(bool, false)) {
 fn undo_transaction(txid: &str, force: bool) -> i64 {
     require_operator("undo transactions");
     let found = changes("txid = $1::xid8", vec![txid.into()]);
+    limit_rows(
+        "prodguard.undo_transaction()",
+        format!("{} row changes of one transaction", found.len()),
+        found.len(),
+        None,
+    );
     let mut n = 0;
     for change in &found {
         if undo(change, !force, force, Some(txid)) {
@@ -327,7 +334,18 @@ fn restore_table(
         "table_oid IN (SELECT $1 UNION SELECT relid FROM pg_partition_tree($1)) AND logged_at > $2",
         vec![tbl.oid().into(), as_of.into()],
     );
+    let relid = tbl.oid();
     drop(tbl);
+    limit_rows(
+        "prodguard.restore_table()",
+        format!(
+            "{} row changes of {}",
+            found.len(),
+            pg::describe_table(relid)
+        ),
+        found.len(),
+        Some(relid),
+    );
     let mut n = 0;
     for change in &found {
         // Every later change of the table is in the set being undone: nothing outside it
@@ -443,6 +461,30 @@ fn recreate(schema: &str, table: &str, def: &serde_json::Value) -> pg_sys::Oid {
     .ok()
     .flatten()
     .unwrap_or(pg_sys::InvalidOid)
+}
+
+/// A restore that would change more rows than `prodguard.max_rows_changed` is judged like
+/// any statement that does (SPEC §4): in production it needs an override, checked before a
+/// row is touched.
+fn limit_rows(command: &str, object: String, rows: usize, relation: Option<pg_sys::Oid>) {
+    let limit = settings::MAX_ROWS_CHANGED.get();
+    if limit <= 0 || rows <= limit as usize {
+        return;
+    }
+    policy::enforce_here(
+        &Finding::here(
+            Guard::Row,
+            command,
+            object,
+            format!(
+                "The restore would change {rows} rows; prodguard.max_rows_changed is {limit}."
+            ),
+            relation,
+        )
+        .prefer(&format!(
+            "Otherwise restore in parts of at most {limit} rows (prodguard.restore_row, or restore_table to a later time first)."
+        )),
+    );
 }
 
 fn require_operator(what: &str) {

@@ -13,11 +13,13 @@
 //! - `settings`: the values of the `prodguard.*` GUCs and the list parsers;
 //! - `environment`: which environment other databases of the cluster are in;
 //! - `breakglass`: when `prodguard.override` is honoured, and who is an operator;
+//! - `changes`: approved changes (`change:<id>`) as break glass reads them;
 //! - `finding`: what a guard found, in words a DBA reads;
 //! - `passes`: the flags that let pg_prodguard's own work past its own guards;
 //! - `protection`: which tables are protected and how (the per-backend cache).
 
 pub mod breakglass;
+pub mod changes;
 pub mod environment;
 pub mod error;
 pub mod extension;

@@ -163,3 +163,76 @@ pub fn opt_cstr(p: *const c_char) -> Option<String> {
     // SAFETY: parse-tree strings are NULL or NUL-terminated.
     (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
 }
+
+/// Whether a table, with its partitions and inheritance children, was created in this
+/// transaction or holds no row that any transaction could see now: the statement about to
+/// empty, drop or rewrite it destroys nothing. Takes `lockmode` on each of them first (the
+/// lock the statement takes), so nothing can be added before the statement runs; the rows
+/// are read directly from storage with a fresh snapshot, so row-level security and
+/// permissions cannot hide any.
+pub fn holds_no_rows(relid: pg_sys::Oid, lockmode: pg_sys::LOCKMODE) -> bool {
+    let family: Vec<pg_sys::Oid> = crate::core::extension::with_pinned_search_path(|| {
+        pgrx::spi::Spi::connect(|client| {
+            client
+                .select(
+                    "WITH RECURSIVE family(oid) AS (
+                         SELECT $1::oid
+                         UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+                                 JOIN family f ON i.inhparent = f.oid)
+                     SELECT oid FROM family",
+                    None,
+                    &[relid.into()],
+                )
+                .map(|rows| {
+                    rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    });
+    // SAFETY: each relation is locked before it is opened; relations that vanished meanwhile
+    // are skipped (try_table_open); the scan uses a registered snapshot and a slot of the
+    // relation's own type, all released before returning.
+    unsafe {
+        for oid in &family {
+            pg_sys::LockRelationOid(*oid, lockmode);
+        }
+        let rel = pg_sys::try_table_open(relid, pg_sys::NoLock as pg_sys::LOCKMODE);
+        if rel.is_null() {
+            return false;
+        }
+        let new = (*rel).rd_createSubid != 0; // InvalidSubTransactionId
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        if new {
+            return true;
+        }
+        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+        let mut empty = true;
+        for oid in family {
+            let rel = pg_sys::try_table_open(oid, pg_sys::NoLock as pg_sys::LOCKMODE);
+            if rel.is_null() {
+                continue;
+            }
+            let kind = (*(*rel).rd_rel).relkind as u8;
+            if matches!(kind, pg_sys::RELKIND_RELATION | pg_sys::RELKIND_MATVIEW) {
+                let slot = pg_sys::table_slot_create(rel, std::ptr::null_mut());
+                let scan = pg_sys::table_beginscan(rel, snapshot, 0, std::ptr::null_mut());
+                if pg_sys::table_scan_getnextslot(
+                    scan,
+                    pg_sys::ScanDirection::ForwardScanDirection,
+                    slot,
+                ) {
+                    empty = false;
+                }
+                pg_sys::table_endscan(scan);
+                pg_sys::ExecDropSingleTupleTableSlot(slot);
+            }
+            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            if !empty {
+                break;
+            }
+        }
+        pg_sys::UnregisterSnapshot(snapshot);
+        empty
+    }
+}

@@ -31,16 +31,44 @@ pub const AUDIT_TRIGGER: &str = "zz_prodguard_audit";
 /// name order: this one comes after the table's own, so it sees the row as it is written.
 pub const TEST_DATA_TRIGGER: &str = "zz_prodguard_test_data";
 
-/// Tables that record which migrations ran. Incident B's database lost its history table;
-/// these are protected against DELETE, TRUNCATE and DROP in any schema.
-pub const MIGRATION_HISTORY_TABLES: [&str; 6] = [
+/// Tables that record which migrations ran (SPEC §4). Incident B's database lost its
+/// history table; these are protected against DELETE, TRUNCATE and DROP in any schema, by
+/// name, as their tools create them.
+pub const MIGRATION_HISTORY_TABLES: [&str; 20] = [
     "schema_migrations", // Supabase (supabase_migrations.schema_migrations), Rails, golang-migrate
     "_prisma_migrations",
     "flyway_schema_history",
     "__diesel_schema_migrations",
     "_sqlx_migrations",
     "knex_migrations",
+    "django_migrations",
+    "alembic_version",
+    "SequelizeMeta",
+    "mikro_orm_migrations",
+    "__EFMigrationsHistory",
+    "goose_db_version",
+    "databasechangelog", // Liquibase
+    "schema_version",    // Flyway before 5
+    "doctrine_migration_versions",
+    "pgmigrations", // node-pg-migrate
+    "__drizzle_migrations",
+    "atlas_schema_revisions",
+    "gorp_migrations", // sql-migrate
+    "schemaversion",   // DbUp
 ];
+
+/// The lock tables of migration tools: the tool releases its lock with an UPDATE or DELETE
+/// of every row, so they are exempt from require_where (SPEC §4).
+pub const MIGRATION_LOCK_TABLES: [&str; 2] = [
+    "knex_migrations_lock",
+    "databasechangeloglock", // Liquibase
+];
+
+/// Whether a relation is a migration tool's lock table (by name, in any schema).
+pub fn is_migration_lock(relid: pg_sys::Oid) -> bool {
+    let (_, name) = pg::relation_names(relid);
+    name.is_some_and(|n| MIGRATION_LOCK_TABLES.contains(&n.as_str()))
+}
 
 /// The protection options of one table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -103,6 +103,7 @@ pub static BLOCKED_COMMANDS: GucSetting<Option<CString>> =
 pub static PROTECTED_DATABASES: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c""));
 pub static REQUIRE_WHERE: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static REQUIRE_APPROVAL: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static MAX_ROWS_CHANGED: GucSetting<i32> = GucSetting::<i32>::new(10000);
 pub static AUDIT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static BACKUP_MAX_ROWS: GucSetting<i32> = GucSetting::<i32>::new(1_000_000);

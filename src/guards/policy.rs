@@ -116,6 +116,9 @@ fn refusal(finding: &Finding, ovr: &Override, scope: Scope) -> Report {
         detail.push_str(why);
     }
     let how = match scope {
+        _ if settings::REQUIRE_APPROVAL.get() => {
+            "request a change: one member of prodguard_operator runs SELECT prodguard.request_change('<reason>', '<role>'), another approves it with prodguard.approve_change(<id>), and the role's session sets prodguard.override = 'change:<id>'"
+        }
         Scope::Transaction => {
             "a member of prodguard_operator can run SET LOCAL prodguard.override = '<reason>' in the same transaction"
         }

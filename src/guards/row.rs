@@ -149,7 +149,7 @@ unsafe fn check_plan(pstmt: *mut pg_sys::PlannedStmt, env: Environment) {
     if settings::REQUIRE_WHERE.get() {
         // SAFETY: `pstmt` is a valid PlannedStmt.
         for (mark, relid) in unsafe { marks(pstmt) } {
-            if !pg::is_temp(relid) {
+            if !pg::is_temp(relid) && !protection::is_migration_lock(relid) {
                 let command = if mark == MARK_DELETE_WITHOUT_WHERE {
                     RowCommand::Delete
                 } else {

@@ -43,11 +43,11 @@ pub fn register() {
         GucRegistry::define_string_guc_with_hooks(
             c"prodguard.override",
             c"Break-glass reason that lets a guarded statement run in this transaction.",
-            c"Use SET LOCAL. Honoured only for members of prodguard_operator, only when not blank, only in the transaction in which it was set; the reason is recorded.",
+            c"Use SET LOCAL. Honoured only when an operator's own statement set it, not blank, in the transaction that runs the guarded statement; or change:<id>, an approved change, for its role and database. Recorded.",
             &OVERRIDE,
             GucContext::Userset,
             GucFlags::default(),
-            None,
+            Some(breakglass::check_override),
             Some(breakglass::assign_override),
             None,
         );
@@ -72,6 +72,14 @@ pub fn register() {
             Some(check_protected_databases),
             None,
             None,
+        );
+        GucRegistry::define_bool_guc(
+            c"prodguard.require_approval",
+            c"In production, honour approved changes only (prodguard.override = 'change:<id>'), not plain reasons.",
+            c"Set in postgresql.conf. A change is requested by one operator (prodguard.request_change) and approved by another (prodguard.approve_change).",
+            &REQUIRE_APPROVAL,
+            GucContext::Sighup,
+            GucFlags::default(),
         );
         GucRegistry::define_bool_guc_with_hooks(
             c"prodguard.require_where",

@@ -12,7 +12,7 @@ use pgrx::PgList;
 use crate::core::extension::{self, NAME as EXTENSION, SCHEMA};
 use crate::core::pg::{self, cstr_or, opt_cstr};
 use crate::core::protection::{self, AUDIT_TRIGGER, MIGRATION_HISTORY_TABLES, TEST_DATA_TRIGGER};
-use crate::core::settings::Token;
+use crate::core::settings::{self, Environment, Token};
 
 use super::{local, string_node, Judged, Rule};
 
@@ -58,20 +58,62 @@ impl Table {
         format!("\"{}.{}\"", self.schema, self.name)
     }
 
-    /// Why a destructive command on this table is guarded. The extension's own tables and
-    /// tables protected with forbid_delete are guarded whatever the token list says.
-    fn rule_for(&self, token: Token) -> Rule {
+    /// Why a statement that removes rows (TRUNCATE, DROP) is guarded here; `None` when it
+    /// destroys nothing. The extension's own tables and tables protected with forbid_delete
+    /// are guarded whatever the token list says and whatever they hold.
+    fn rule_for(&self, token: Token) -> Option<Rule> {
         if self.schema == SCHEMA {
-            return Rule::Extension;
+            return Some(Rule::Extension);
         }
         let flags = protection::flags(self.oid);
         if flags.forbid_delete {
-            Rule::ForbidDelete {
+            return Some(Rule::ForbidDelete {
                 table: self.display(),
                 flags,
+            });
+        }
+        self.token_rule(token, flags)
+    }
+
+    /// Why a statement that rewrites or discards the table's data (DROP COLUMN, ...) is
+    /// guarded here; `None` when it destroys nothing.
+    fn column_rule_for(&self, token: Token) -> Option<Rule> {
+        if self.schema == SCHEMA {
+            return Some(Rule::Extension);
+        }
+        self.token_rule(token, protection::flags(self.oid))
+    }
+
+    /// `token`'s rule, unless the statement destroys nothing: the table holds no rows (read
+    /// under the statement's lock) or was created in this transaction (SPEC §3). Asked only
+    /// where the guard would otherwise speak, and only for a caller PostgreSQL will let run
+    /// the statement, so that nobody can lock another role's table through the guard.
+    /// Migration-history tables stay guarded whatever they hold.
+    fn token_rule(&self, token: Token, flags: protection::Flags) -> Option<Rule> {
+        let judged =
+            settings::is_blocked(token) && settings::environment() != Environment::Development;
+        if judged && !flags.migration_history && self.may_run(token) {
+            let lock = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
+            if pg::holds_no_rows(self.oid, lock) {
+                return None;
             }
-        } else {
-            Rule::Token(token)
+        }
+        Some(Rule::Token(token))
+    }
+
+    /// Whether the current user may run a statement of this token on the table (its owner;
+    /// for TRUNCATE, also a role with the TRUNCATE privilege).
+    fn may_run(&self, token: Token) -> bool {
+        // SAFETY: catalog lookups inside a transaction.
+        unsafe {
+            let user = pg_sys::GetUserId();
+            pg_sys::pg_class_ownercheck(self.oid, user)
+                || (token == Token::Truncate
+                    && pg_sys::pg_class_aclcheck(
+                        self.oid,
+                        user,
+                        pg_sys::ACL_TRUNCATE as pg_sys::AclMode,
+                    ) == pg_sys::AclResult::ACLCHECK_OK)
         }
     }
 }
@@ -89,7 +131,7 @@ pub fn truncate(s: &pg_sys::TruncateStmt) -> Vec<Judged> {
         .iter()
         .filter_map(|t| {
             local(
-                t.rule_for(Token::Truncate),
+                t.rule_for(Token::Truncate)?,
                 "TRUNCATE",
                 format!("table {}", t.display()),
                 Some(t.oid),
@@ -208,7 +250,7 @@ pub fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
                 })
                 .filter_map(|t| {
                     let judged = local(
-                        t.rule_for(Token::DropTable),
+                        t.rule_for(Token::DropTable)?,
                         command,
                         format!("{noun} {}", t.display()),
                         Some(t.oid),
@@ -325,11 +367,7 @@ pub fn drop_column(s: &pg_sys::AlterTableStmt) -> Vec<Judged> {
         .into_iter()
         .filter_map(|col| {
             local(
-                if table.schema == SCHEMA {
-                    Rule::Extension
-                } else {
-                    Rule::Token(Token::DropColumn)
-                },
+                table.column_rule_for(Token::DropColumn)?,
                 "ALTER TABLE DROP COLUMN",
                 format!("column \"{col}\" of table {}", table.display()),
                 Some(table.oid),
