@@ -105,3 +105,4 @@ COMMENT ON FUNCTION prodguard.row_history(regclass, jsonb) IS
 COMMENT ON VIEW prodguard.recent_destructive IS
     'pg_prodguard: guarded commands that ran (overridden in production, warned in staging): when, who, from where, why.';
 COMMENT ON FUNCTION prodguard.audit_trigger() IS 'Internal: AFTER row trigger that prodguard.protect(audit => true) installs; one audit_log row per changed row.';
+COMMENT ON FUNCTION prodguard.truncate_trigger() IS 'Internal: BEFORE TRUNCATE statement trigger of protected tables (ENABLE ALWAYS); audits and backs up a TRUNCATE applied by logical replication.';

@@ -12,7 +12,7 @@
 //! | planner | `row_guard::mark_plan` (DELETE/UPDATE without WHERE) |
 //! | ExecutorStart | `row_guard::after_start` (before any row is touched) |
 //! | ExecutorFinish | `row_guard::after_finish` (rows changed) |
-//! | object_access (OAT_DROP) | `command_guard::cascaded_drop` (a protected table or column dropped by a statement the command guard does not judge, e.g. `DROP TYPE ... CASCADE`) |
+//! | object_access (OAT_DROP) | `command_guard::cascaded_drop` (a protected table or column dropped by a statement the command guard does not judge, e.g. `DROP TYPE ... CASCADE`), `command_guard::large_object_drop` (`lo_unlink()`) |
 //! | shmem_request, shmem_startup | `records::shmem` (the denial queue and the metrics counters; only under shared_preload_libraries) |
 //!
 //! # Errors pass through untouched
@@ -44,6 +44,10 @@ use crate::core::error::catch_bug;
 use crate::guards::command as command_guard;
 use crate::guards::row as row_guard;
 use crate::records::shmem;
+
+/// LargeObjectRelationId (pg_largeobject), the class of a large object in the object-access
+/// hook; pgrx does not export it.
+const LARGE_OBJECT_RELATION_ID: pg_sys::Oid = pg_sys::Oid::from_u32(2613);
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
@@ -121,9 +125,11 @@ unsafe extern "C-unwind" fn object_access(
     sub_id: c_int,
     arg: *mut c_void,
 ) {
-    if access == pg_sys::ObjectAccessType::OAT_DROP && class_id == pg_sys::RelationRelationId {
+    if access == pg_sys::ObjectAccessType::OAT_DROP
+        && (class_id == pg_sys::RelationRelationId || class_id == LARGE_OBJECT_RELATION_ID)
+    {
         // SAFETY: a #[pg_guard] function with plain arguments.
-        unsafe { object_drop_guarded(object_id, sub_id) };
+        unsafe { object_drop_guarded(class_id, object_id, sub_id) };
     }
     // SAFETY: the saved hook receives our arguments unchanged; this frame holds nothing to
     // drop.
@@ -135,9 +141,17 @@ unsafe extern "C-unwind" fn object_access(
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn object_drop_guarded(object_id: pg_sys::Oid, sub_id: c_int) {
+unsafe extern "C-unwind" fn object_drop_guarded(
+    class_id: pg_sys::Oid,
+    object_id: pg_sys::Oid,
+    sub_id: c_int,
+) {
     catch_bug("the object-access hook", || {
-        command_guard::cascaded_drop(object_id, sub_id)
+        if class_id == LARGE_OBJECT_RELATION_ID {
+            command_guard::large_object_drop(object_id)
+        } else {
+            command_guard::cascaded_drop(object_id, sub_id)
+        }
     });
 }
 

@@ -39,6 +39,7 @@ extension_sql_file!(
     requires = [
         append_only,
         audit_trigger,
+        truncate_trigger,
         purge_audit,
         restore_row,
         undo_transaction,

@@ -35,7 +35,7 @@ SHOW prodguard.blocked_commands;
 
 -- Setting a value that changes nothing is not a change.
 SET prodguard.environment = 'production';
-SET prodguard.blocked_commands = 'guard_settings, drop_owned, drop_column, drop_database, drop_schema, drop_table, TRUNCATE';
+SET prodguard.blocked_commands = 'drop_large_object, drop_sequence, drop_constraint, alter_type, set_unlogged, alter_column_type, guard_settings, drop_owned, drop_column, drop_database, drop_schema, drop_table, TRUNCATE';
 RESET prodguard.blocked_commands;
 
 -- Non-superusers cannot change the superuser-only settings at all; anyone may state a reason.

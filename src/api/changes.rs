@@ -53,6 +53,7 @@ fn write<T: IntoDatum + FromDatum>(
             "CREATE EXTENSION pg_prodguard;",
         )
     };
+    crate::core::error::require_writable("a change of prodguard.change_request");
     changes::forget();
     match extension::as_owner_of(table, || Spi::get_one_with_args::<T>(sql, &args)) {
         Some(Ok(value)) => value,
@@ -84,7 +85,7 @@ fn request_change(reason: Option<&str>, db_role: Option<&str>, valid_for: Option
         )
     };
     let role_exists = extension::with_pinned_search_path(|| {
-        Spi::get_one_with_args::<bool>(
+        crate::core::spi::one::<bool>(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1)",
             &[db_role.into()],
         )
@@ -109,7 +110,7 @@ fn request_change(reason: Option<&str>, db_role: Option<&str>, valid_for: Option
         )
     };
     let sane = extension::with_pinned_search_path(|| {
-        Spi::get_one_with_args::<bool>(
+        crate::core::spi::one::<bool>(
             &format!("SELECT $1 > interval '0' AND $1 <= interval '{MAX_VALIDITY}'"),
             &[valid_for.into()],
         )

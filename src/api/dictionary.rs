@@ -163,6 +163,7 @@ fn lower_guard(command: &str, dictionary: &str, why: &str) {
 
 /// Runs a statement on the dictionary tables as their owner; returns its single int.
 fn write(sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) -> i32 {
+    crate::core::error::require_writable("a change of the dictionaries");
     let Some(table) = extension::own_table(c"dictionary") else {
         return 0;
     };

@@ -8,14 +8,14 @@ use pgrx::prelude::*;
 use pgrx::PgRelation;
 
 use crate::core::breakglass;
-use crate::core::error::{notice, raise, raise_internal};
+use crate::core::error::{notice, raise, raise_internal, require_writable};
 use crate::core::extension;
 use crate::core::finding::{Finding, Guard};
 use crate::core::passes::run_own_ddl;
 use crate::core::pg::{self, current_user};
 use crate::core::protection::{
     is_migration_history, stored_flags, Flags, AUDIT_TRIGGER, MIGRATION_HISTORY_TABLES,
-    TEST_DATA_TRIGGER,
+    TEST_DATA_TRIGGER, TRUNCATE_TRIGGER,
 };
 use crate::guards::policy;
 
@@ -69,6 +69,9 @@ fn protect(
     if current.is_some_and(|c| c.audit) != audit {
         set_audit_trigger(relid, audit);
     }
+    if current.is_none() {
+        set_truncate_trigger(relid, true);
+    }
     write_config(
         "INSERT INTO prodguard.table_protection AS p
                 (table_name, audit, test_data, forbid_delete, protected_by)
@@ -108,6 +111,7 @@ fn unprotect(tbl: PgRelation) {
         );
         set_test_data_trigger(relid, false);
         set_audit_trigger(relid, false);
+        set_truncate_trigger(relid, false);
     } else if !is_migration_history(relid) {
         notice(format!("{name} is not protected"));
     }
@@ -189,6 +193,7 @@ fn guard_lowering(command: &str, relid: pg_sys::Oid, name: &str, why: &str) {
 
 /// Writes prodguard.table_protection as its owner and tells every backend at commit.
 fn write_config(sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) {
+    require_writable("a change of prodguard.table_protection");
     let Some(config) = extension::own_table(c"table_protection") else {
         return;
     };
@@ -230,4 +235,21 @@ fn set_test_data_trigger(relid: pg_sys::Oid, on: bool) {
     };
     let verb = if on { "create" } else { "drop" };
     run_own_ddl(relid, &sql, &format!("{verb} the test-data trigger"));
+}
+
+/// Installs or removes the replicated-TRUNCATE trigger of a protected table, as its owner,
+/// ENABLE ALWAYS (the apply worker runs with session_replication_role = replica).
+fn set_truncate_trigger(relid: pg_sys::Oid, on: bool) {
+    let table = pg::qualified_identifier(relid);
+    let sql = if on {
+        format!(
+            "CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {table}
+                 FOR EACH STATEMENT EXECUTE FUNCTION prodguard.truncate_trigger();
+             ALTER TABLE {table} ENABLE ALWAYS TRIGGER {TRUNCATE_TRIGGER}"
+        )
+    } else {
+        format!("DROP TRIGGER IF EXISTS {TRUNCATE_TRIGGER} ON {table}")
+    };
+    let verb = if on { "create" } else { "drop" };
+    run_own_ddl(relid, &sql, &format!("{verb} the truncate trigger"));
 }

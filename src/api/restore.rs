@@ -32,7 +32,7 @@ use crate::guards::policy;
 fn purge_audit(older_than: Interval) -> i64 {
     require_operator("purge the audit log");
     let older = extension::with_pinned_search_path(|| {
-        Spi::get_one_with_args::<String>("SELECT $1::text", &[older_than.into()])
+        crate::core::spi::one::<String>("SELECT $1::text", &[older_than.into()])
     })
     .ok()
     .flatten()
@@ -224,7 +224,7 @@ fn undo(
 fn later_change(change: &Change, key: &JsonB, same_set: Option<&str>) -> Option<i64> {
     let log = extension::own_table(c"audit_log")?;
     extension::as_owner_of(log, || {
-        Spi::get_one_with_args::<i64>(
+        crate::core::spi::one::<i64>(
             &format!(
                 "SELECT min(id) FROM prodguard.audit_log
                   WHERE {ROW_ENTRIES} AND table_oid = $1 AND row_key = $2 AND id > $3
@@ -366,7 +366,7 @@ fn restore_backup(audit_id: i64) -> i64 {
         return 0;
     };
     let found = extension::as_owner_of(log, || {
-        Spi::get_three_with_args::<String, String, JsonB>(
+        crate::core::spi::three::<String, String, JsonB>(
             "SELECT schema_name, table_name, jsonb_build_object('columns', columns, 'primary_key', to_jsonb(primary_key))
                FROM prodguard.backup_table WHERE audit_id = $1",
             &[audit_id.into()],
@@ -383,10 +383,7 @@ fn restore_backup(audit_id: i64) -> i64 {
     };
     let table = pgrx::spi::quote_qualified_identifier(&schema, &name);
     let exists = extension::with_pinned_search_path(|| {
-        Spi::get_one_with_args::<pg_sys::Oid>(
-            "SELECT to_regclass($1)::oid",
-            &[table.clone().into()],
-        )
+        crate::core::spi::one::<pg_sys::Oid>("SELECT to_regclass($1)::oid", &[table.clone().into()])
     })
     .ok()
     .flatten();
@@ -456,7 +453,7 @@ fn recreate(schema: &str, table: &str, def: &serde_json::Value) -> pg_sys::Oid {
         raise_internal(&format!("recreate {table}"), e.to_string());
     });
     extension::with_pinned_search_path(|| {
-        Spi::get_one_with_args::<pg_sys::Oid>("SELECT to_regclass($1)::oid", &[table.into()])
+        crate::core::spi::one::<pg_sys::Oid>("SELECT to_regclass($1)::oid", &[table.into()])
     })
     .ok()
     .flatten()
@@ -487,9 +484,11 @@ fn limit_rows(command: &str, object: String, rows: usize, relation: Option<pg_sy
     );
 }
 
+/// Every function here writes: operators only, and not on a standby.
 fn require_operator(what: &str) {
     breakglass::require_operator(
         format!("permission denied to {what}"),
         format!("Only members of {} may {what}.", breakglass::OPERATOR_ROLE),
     );
+    crate::core::error::require_writable(&format!("a restore ({what})"));
 }

@@ -48,7 +48,7 @@ fn status() -> TableIterator<'static, (name!(setting, String), name!(value, Stri
         },
     ));
     let protected = extension::with_pinned_search_path(|| {
-        Spi::get_one::<i64>("SELECT count(*) FROM prodguard.protected_tables")
+        crate::core::spi::one::<i64>("SELECT count(*) FROM prodguard.protected_tables", &[])
     })
     .ok()
     .flatten()
@@ -60,10 +60,11 @@ fn status() -> TableIterator<'static, (name!(setting, String), name!(value, Stri
     ));
     let dictionary_table = extension::own_table(c"dictionary").unwrap_or(pg_sys::InvalidOid);
     let (dictionaries, patterns) = extension::as_owner_of(dictionary_table, || {
-        Spi::get_two::<i64, i64>(
+        crate::core::spi::two::<i64, i64>(
             "SELECT (SELECT count(*) FROM prodguard.dictionary WHERE enabled),
                     (SELECT count(*) FROM prodguard.dictionary_entry e
                        JOIN prodguard.dictionary d ON d.name = e.dictionary WHERE d.enabled)",
+            &[],
         )
     })
     .and_then(Result::ok)

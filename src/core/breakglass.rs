@@ -286,7 +286,7 @@ pub fn is_operator(role: pg_sys::Oid) -> bool {
         return true;
     }
     with_pinned_search_path(|| {
-        Spi::get_one_with_args::<bool>(
+        crate::core::spi::one::<bool>(
             "WITH RECURSIVE granted(roleid) AS (
                  SELECT m.roleid FROM pg_catalog.pg_auth_members m
                    JOIN pg_catalog.pg_roles g ON g.oid = m.grantor AND g.rolsuper

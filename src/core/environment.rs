@@ -34,7 +34,7 @@ impl Database {
     /// Looks a database up by name; `None` when it does not exist.
     pub fn by_name(name: &str) -> Option<Database> {
         let oid = with_pinned_search_path(|| {
-            Spi::get_one_with_args::<pg_sys::Oid>(
+            crate::core::spi::one::<pg_sys::Oid>(
                 "SELECT oid FROM pg_catalog.pg_database WHERE datname = $1",
                 &[name.into()],
             )
@@ -85,7 +85,7 @@ impl Database {
 /// The effective environment of one database, and whether it is the database's own tag.
 pub fn database_environment(db: pg_sys::Oid) -> (Environment, bool) {
     let own = with_pinned_search_path(|| {
-        Spi::get_one_with_args::<String>(
+        crate::core::spi::one::<String>(
             "SELECT s FROM pg_catalog.pg_db_role_setting r, unnest(r.setconfig) s
               WHERE r.setdatabase = $1 AND r.setrole = 0
                 AND lower(split_part(s, '=', 1)) = $2

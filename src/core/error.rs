@@ -4,6 +4,7 @@
 //! `raise` and `raise_internal` never return: pgrx turns the ERROR into an unwind that
 //! PostgreSQL's error handling receives at the boundary of the hook or function.
 
+use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
@@ -125,5 +126,21 @@ mod tests {
     #[pgrx::pg_test]
     fn a_value_passes_through() {
         assert_eq!(catch_bug("a test", || 42), 42);
+    }
+}
+
+/// Raises PostgreSQL's own read-only error (25006) before pg_prodguard writes anything in a
+/// read-only transaction or on a hot standby, where the write would otherwise fail later
+/// and less clearly.
+pub fn require_writable(what: &str) {
+    // SAFETY: reads of backend state.
+    let read_only = unsafe { pg_sys::RecoveryInProgress() || pg_sys::XactReadOnly };
+    if read_only {
+        raise(
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            format!("cannot execute {what} in a read-only transaction"),
+            "",
+            "",
+        );
     }
 }

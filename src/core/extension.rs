@@ -11,7 +11,6 @@ use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 pub const NAME: &str = "pg_prodguard";
 pub const SCHEMA: &str = "prodguard";
@@ -47,7 +46,7 @@ pub fn own_table(name: &CStr) -> Option<pg_sys::Oid> {
 /// owner cannot be found.
 pub fn as_owner_of<R>(rel: pg_sys::Oid, f: impl FnOnce() -> R) -> Option<R> {
     with_pinned_search_path(|| {
-        let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+        let owner = crate::core::spi::one::<pg_sys::Oid>(
             "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
             &[rel.into()],
         )

@@ -16,7 +16,9 @@
 //! - `changes`: approved changes (`change:<id>`) as break glass reads them;
 //! - `finding`: what a guard found, in words a DBA reads;
 //! - `passes`: the flags that let pg_prodguard's own work past its own guards;
-//! - `protection`: which tables are protected and how (the per-backend cache).
+//! - `protection`: which tables are protected and how (the per-backend cache);
+//! - `restore_session`: the mark of a refused pg_restore session;
+//! - `spi`: read-only queries (that work on a hot standby).
 
 pub mod breakglass;
 pub mod changes;
@@ -27,4 +29,6 @@ pub mod finding;
 pub mod passes;
 pub mod pg;
 pub mod protection;
+pub mod restore_session;
 pub mod settings;
+pub mod spi;

@@ -35,6 +35,7 @@ thread_local! {
 /// <what>` if it fails. The pass ends with the DDL, also when it fails and the caller
 /// catches the error.
 pub fn run_own_ddl(relid: pg_sys::Oid, sql: &str, what: &str) {
+    crate::core::error::require_writable(what);
     let done = extension::as_owner_of(relid, || {
         let _own = FlagGuard::set(&OWN_DDL, true);
         Spi::run(sql)

@@ -158,6 +158,31 @@ pub fn current_statement() -> Option<String> {
     (!p.is_null()).then(|| unsafe { cstr_or(p, "") })
 }
 
+/// When this process is a logical replication apply worker: what it applies, as the audit
+/// records it (`applied by logical replication (origin pg_16389)`). `None` elsewhere.
+pub fn replication_apply() -> Option<String> {
+    // A process is an apply worker, or not, for its whole life: asked once (the audit asks
+    // for every row).
+    static APPLY_WORKER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // SAFETY: IsLogicalWorker reads a process global.
+    if !*APPLY_WORKER.get_or_init(|| unsafe { pg_sys::IsLogicalWorker() }) {
+        return None;
+    }
+    // SAFETY: replorigin_by_oid with missing_ok returns false when the origin is unknown,
+    // leaving `name` NULL.
+    unsafe {
+        let mut name: *mut c_char = std::ptr::null_mut();
+        let origin = pg_sys::replorigin_session_origin;
+        if origin != 0 {
+            pg_sys::replorigin_by_oid(origin, true, &mut name);
+        }
+        Some(format!(
+            "applied by logical replication (origin {})",
+            cstr_or(name, "unknown")
+        ))
+    }
+}
+
 /// A parse-tree string, `None` for NULL.
 pub fn opt_cstr(p: *const c_char) -> Option<String> {
     // SAFETY: parse-tree strings are NULL or NUL-terminated.
@@ -171,6 +196,13 @@ pub fn opt_cstr(p: *const c_char) -> Option<String> {
 /// are read directly from storage with a fresh snapshot, so row-level security and
 /// permissions cannot hide any.
 pub fn holds_no_rows(relid: pg_sys::Oid, lockmode: pg_sys::LOCKMODE) -> bool {
+    // A hot standby cannot take the statement's lock, and the statement cannot run there.
+    // SAFETY: reads shared recovery state.
+    if lockmode > pg_sys::RowExclusiveLock as pg_sys::LOCKMODE
+        && unsafe { pg_sys::RecoveryInProgress() }
+    {
+        return false;
+    }
     let family: Vec<pg_sys::Oid> = crate::core::extension::with_pinned_search_path(|| {
         pgrx::spi::Spi::connect(|client| {
             client

@@ -30,6 +30,9 @@ pub const AUDIT_TRIGGER: &str = "zz_prodguard_audit";
 /// The test-data trigger `protect(test_data => true)` installs. BEFORE triggers fire in
 /// name order: this one comes after the table's own, so it sees the row as it is written.
 pub const TEST_DATA_TRIGGER: &str = "zz_prodguard_test_data";
+/// The statement trigger every protected table gets: records a TRUNCATE that logical
+/// replication applies (ENABLE ALWAYS).
+pub const TRUNCATE_TRIGGER: &str = "zz_prodguard_truncate";
 
 /// Tables that record which migrations ran (SPEC §4). Incident B's database lost its
 /// history table; these are protected against DELETE, TRUNCATE and DROP in any schema, by

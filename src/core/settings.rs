@@ -60,10 +60,16 @@ pub enum Token {
     DropColumn,
     DropOwned,
     GuardSettings,
+    AlterColumnType,
+    SetUnlogged,
+    AlterType,
+    DropConstraint,
+    DropSequence,
+    DropLargeObject,
 }
 
 impl Token {
-    pub const ALL: [Token; 7] = [
+    pub const ALL: [Token; 13] = [
         Token::Truncate,
         Token::DropTable,
         Token::DropSchema,
@@ -71,6 +77,12 @@ impl Token {
         Token::DropColumn,
         Token::DropOwned,
         Token::GuardSettings,
+        Token::AlterColumnType,
+        Token::SetUnlogged,
+        Token::AlterType,
+        Token::DropConstraint,
+        Token::DropSequence,
+        Token::DropLargeObject,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +94,12 @@ impl Token {
             Token::DropColumn => "drop_column",
             Token::DropOwned => "drop_owned",
             Token::GuardSettings => "guard_settings",
+            Token::AlterColumnType => "alter_column_type",
+            Token::SetUnlogged => "set_unlogged",
+            Token::AlterType => "alter_type",
+            Token::DropConstraint => "drop_constraint",
+            Token::DropSequence => "drop_sequence",
+            Token::DropLargeObject => "drop_large_object",
         }
     }
 
@@ -92,8 +110,7 @@ impl Token {
 
 pub const ENVIRONMENT_NAME: &str = "prodguard.environment";
 pub const OVERRIDE_NAME: &str = "prodguard.override";
-pub const DEFAULT_BLOCKED: &CStr =
-    c"truncate,drop_table,drop_schema,drop_database,drop_column,drop_owned,guard_settings";
+pub const DEFAULT_BLOCKED: &CStr = c"truncate,drop_table,drop_schema,drop_database,drop_column,drop_owned,guard_settings,alter_column_type,set_unlogged,alter_type,drop_constraint,drop_sequence,drop_large_object";
 
 pub static ENVIRONMENT: GucSetting<Environment> =
     GucSetting::<Environment>::new(Environment::Production);
@@ -229,7 +246,7 @@ mod tests {
             parse_blocked_commands(DEFAULT_BLOCKED.to_str().unwrap())
                 .unwrap()
                 .count_ones(),
-            7
+            13
         );
     }
 

@@ -19,10 +19,13 @@ use pgrx::prelude::*;
 
 use crate::core::breakglass;
 use crate::core::error::catch_bug;
+use crate::core::finding::{Finding, Guard};
 use crate::core::passes::RESTORING;
 use crate::core::pg::{self, current_statement, OidMap};
 use crate::core::settings;
 use crate::records::audit_log::{self, Entry};
+use crate::records::backup::{self, OverLimit};
+use crate::records::denial::{self, Event};
 use crate::records::row_json::{self, RowJson};
 
 /// What the audit trigger keeps per table: encoders for its rows and for their keys
@@ -265,4 +268,45 @@ unsafe fn changed(
         }
     }
     names
+}
+
+/// BEFORE TRUNCATE statement trigger of protected tables, `ENABLE ALWAYS`: a TRUNCATE that
+/// logical replication applies is audited and backed up before it runs. The apply worker
+/// runs no utility statement (it calls PostgreSQL's truncate directly), so the command
+/// guard never sees it, and refusing it would stall the subscription: it is recorded
+/// instead, with the replication origin, in the audit log, the backups and the server log.
+/// A session's TRUNCATE is the command guard's; this trigger leaves it alone.
+#[pg_trigger]
+fn truncate_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    catch_bug("the truncate trigger", || {
+        let Some(origin) = pg::replication_apply() else {
+            return Ok(None);
+        };
+        // SAFETY: tg_relation of a trigger call is open.
+        let relid = unsafe { (*trigger.trigger_data().tg_relation).rd_id };
+        let object = pg::describe_table(relid);
+        let finding = Finding::blocked(
+            Guard::Command,
+            "TRUNCATE",
+            object.clone(),
+            "",
+            origin.clone(),
+            "",
+            Some(relid),
+        );
+        denial::log(Event::Replicated, &finding, None);
+        let id = audit_log::write(Entry {
+            action: "TRUNCATE",
+            table: Some(relid),
+            object: Some(object),
+            statement: Some(origin),
+            ..Entry::default()
+        });
+        if let Some(id) = id {
+            backup::backup_with(relid, id, "TRUNCATE", OverLimit::CopyFirst);
+        }
+        Ok(None)
+    })
 }

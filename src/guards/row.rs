@@ -36,6 +36,7 @@ use crate::core::extension;
 use crate::core::finding::{Finding, Guard};
 use crate::core::pg::{self, current_database};
 use crate::core::protection;
+use crate::core::restore_session;
 use crate::core::settings::{self, Environment};
 use crate::guards::policy;
 
@@ -50,6 +51,8 @@ enum RowCommand {
     Delete,
     Update,
     Merge,
+    /// INSERT ... ON CONFLICT DO UPDATE (only its updated rows count).
+    Upsert,
 }
 
 impl RowCommand {
@@ -58,6 +61,7 @@ impl RowCommand {
             RowCommand::Delete => "DELETE",
             RowCommand::Update => "UPDATE",
             RowCommand::Merge => "MERGE",
+            RowCommand::Upsert => "INSERT ON CONFLICT DO UPDATE",
         }
     }
 }
@@ -182,7 +186,29 @@ fn modifies_rows(pstmt: *mut pg_sys::PlannedStmt, eflags: c_int) -> bool {
     }
     // SAFETY: a valid PlannedStmt.
     let (op, cte) = unsafe { ((*pstmt).commandType, (*pstmt).hasModifyingCTE) };
-    matches!(op, CMD_DELETE | CMD_UPDATE | CMD_MERGE) || cte
+    matches!(op, CMD_DELETE | CMD_UPDATE | CMD_MERGE) || cte || (op == CMD_INSERT && upserts(pstmt))
+}
+
+/// Whether the plan writes anything (and is going to run).
+fn writes(pstmt: *mut pg_sys::PlannedStmt, eflags: c_int) -> bool {
+    // SAFETY: a valid PlannedStmt.
+    !pstmt.is_null()
+        && eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int == 0
+        && unsafe {
+            (*pstmt).commandType != pg_sys::CmdType::CMD_SELECT || (*pstmt).hasModifyingCTE
+        }
+}
+
+/// Whether the statement's own ModifyTable is an INSERT ... ON CONFLICT DO UPDATE.
+fn upserts(pstmt: *mut pg_sys::PlannedStmt) -> bool {
+    // SAFETY: a valid PlannedStmt; its planTree is a Plan node or NULL.
+    unsafe {
+        let top = (*pstmt).planTree;
+        !top.is_null()
+            && (*top).type_ == pg_sys::NodeTag::T_ModifyTable
+            && (*(top as *mut pg_sys::ModifyTable)).onConflictAction
+                == pg_sys::OnConflictAction::ONCONFLICT_UPDATE
+    }
 }
 
 /// Applies the policy to a finding (refuse, warn, or audit the override).
@@ -330,6 +356,32 @@ enum Count {
     Merge(*mut pg_sys::ModifyTableState),
     /// A DELETE/UPDATE in a CTE: rows its subplan produced.
     Subplan(Rc<Cell<u64>>),
+    /// INSERT ... ON CONFLICT DO UPDATE: rows that conflicted and were updated, as the
+    /// executor counts them for EXPLAIN ANALYZE ("Conflicting Tuples" less those its WHERE
+    /// filtered out), in the node's instrumentation.
+    Conflicts(*mut pg_sys::Instrumentation),
+}
+
+/// The instrumentation of an INSERT ... ON CONFLICT DO UPDATE node, where the executor
+/// counts conflicting rows; allocated (rows only, no timing) when the statement is not
+/// already instrumented, before the node first runs.
+///
+/// # Safety
+/// `mts` must be a ModifyTableState of `estate` that has not run yet.
+unsafe fn count_conflicts(
+    mts: *mut pg_sys::ModifyTableState,
+    estate: *mut pg_sys::EState,
+) -> *mut pg_sys::Instrumentation {
+    // SAFETY: guaranteed by the caller; ExecProcNodeFirst switches a node that has an
+    // instrument to the instrumented path on its first call.
+    unsafe {
+        if (*mts).ps.instrument.is_null() {
+            let old = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
+            (*mts).ps.instrument = pg_sys::InstrAlloc(1, 0, false);
+            pg_sys::MemoryContextSwitchTo(old);
+        }
+        (*mts).ps.instrument
+    }
 }
 
 /// A wrapped CTE subplan: its own ExecProcNodeReal and the count of rows it produced.
@@ -359,6 +411,9 @@ fn take<V>(list: &RefCell<Vec<(usize, V)>>, key: usize) -> Option<V> {
 pub unsafe fn after_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
     // SAFETY: guaranteed by the caller.
     let (pstmt, estate) = unsafe { ((*qd).plannedstmt, (*qd).estate) };
+    if restore_session::refused() && writes(pstmt, eflags) {
+        restore_session::refuse_rest("a write");
+    }
     if !modifies_rows(pstmt, eflags) || estate.is_null() {
         return;
     }
@@ -382,10 +437,15 @@ pub unsafe fn after_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
                 continue;
             }
             let mts = state as *mut pg_sys::ModifyTableState;
+            let upsert = (*mts).operation == pg_sys::CmdType::CMD_INSERT
+                && !(*state).plan.is_null()
+                && (*((*state).plan as *mut pg_sys::ModifyTable)).onConflictAction
+                    == pg_sys::OnConflictAction::ONCONFLICT_UPDATE;
             let command = match (*mts).operation {
                 pg_sys::CmdType::CMD_DELETE => RowCommand::Delete,
                 pg_sys::CmdType::CMD_UPDATE => RowCommand::Update,
                 pg_sys::CmdType::CMD_MERGE => RowCommand::Merge,
+                pg_sys::CmdType::CMD_INSERT if upsert => RowCommand::Upsert,
                 _ => continue,
             };
             // The table named in the statement: the root of a partitioned or inherited
@@ -403,7 +463,9 @@ pub unsafe fn after_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
                 continue;
             }
             let relid = (*rel).rd_id;
-            let count = if state == root && (*mts).canSetTag {
+            let count = if command == RowCommand::Upsert {
+                Count::Conflicts(count_conflicts(mts, estate))
+            } else if state == root && (*mts).canSetTag {
                 if command == RowCommand::Merge {
                     Count::Merge(mts)
                 } else {
@@ -450,6 +512,9 @@ pub unsafe fn after_finish(qd: *mut pg_sys::QueryDesc) {
                 Count::Processed => (*(*qd).estate).es_processed,
                 Count::Merge(mts) => ((**mts).mt_merge_updated + (**mts).mt_merge_deleted) as u64,
                 Count::Subplan(counter) => counter.get(),
+                Count::Conflicts(instr) => {
+                    ((**instr).ntuples2 - (**instr).nfiltered1).max(0.0) as u64
+                }
             }
         };
         if rows > limit {

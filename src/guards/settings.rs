@@ -54,7 +54,7 @@ pub fn register() {
         GucRegistry::define_string_guc_with_hooks(
             c"prodguard.blocked_commands",
             c"Destructive commands the command guard refuses in production.",
-            c"Comma-separated tokens: truncate, drop_table, drop_schema, drop_database, drop_column, drop_owned, guard_settings.",
+            c"Comma-separated tokens: truncate, drop_table, drop_schema, drop_database, drop_column, drop_owned, guard_settings, alter_column_type, set_unlogged, alter_type, drop_constraint, drop_sequence, drop_large_object.",
             &BLOCKED_COMMANDS,
             GucContext::Suset,
             GucFlags::from_bits_retain(pg_sys::GUC_LIST_INPUT as i32),

@@ -129,7 +129,7 @@ fn target() -> Option<Rc<Target>> {
     let table = extension::own_table(c"audit_log")?;
     let sequence = extension::own_table(c"audit_log_id_seq")?;
     let owner = extension::with_pinned_search_path(|| {
-        Spi::get_one_with_args::<pg_sys::Oid>(
+        crate::core::spi::one::<pg_sys::Oid>(
             "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
             &[table.into()],
         )
@@ -166,6 +166,8 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
             None => (None, None),
         };
         let env = entry.environment.unwrap_or_else(settings::environment);
+        // a change applied by logical replication says so (its rows have no statement)
+        let statement = entry.statement.clone().or_else(pg::replication_apply);
         for i in 0..natts {
             let att = &*(*tupdesc).attrs.as_ptr().add(i);
             let name = CStr::from_ptr(att.attname.data.as_ptr()).to_bytes();
@@ -195,7 +197,7 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
                     .and_then(|s| s.into_datum()),
                 b"test_data" => entry.test_data,
                 b"object" => entry.object.as_deref().and_then(|s| s.into_datum()),
-                b"statement" => entry.statement.as_deref().and_then(|s| s.into_datum()),
+                b"statement" => statement.as_deref().and_then(|s| s.into_datum()),
                 _ => None,
             };
             if let Some(v) = value {

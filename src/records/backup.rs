@@ -15,17 +15,31 @@ use crate::core::settings;
 /// Copies a protected table that `command` is about to destroy into the backup tables,
 /// under the audit entry `audit_id`. Refuses the command when the table has more rows than
 /// prodguard.backup_max_rows.
+/// What a backup does with a table larger than `prodguard.backup_max_rows`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OverLimit {
+    /// Refuse the statement (a session's overridden TRUNCATE or DROP).
+    Refuse,
+    /// Copy the first rows up to the limit (a replicated TRUNCATE, which must not stall
+    /// replication); the backup's row_count says how many the table had.
+    CopyFirst,
+}
+
 pub fn backup(relid: pg_sys::Oid, audit_id: i64, command: &str) {
+    backup_with(relid, audit_id, command, OverLimit::Refuse);
+}
+
+pub fn backup_with(relid: pg_sys::Oid, audit_id: i64, command: &str, over_limit: OverLimit) {
     let Some(log) = extension::own_table(c"backup_row") else {
         return;
     };
     let table = pg::qualified_identifier(relid);
     let limit = i64::from(settings::BACKUP_MAX_ROWS.get());
     let done = extension::as_owner_of(log, || -> Result<(), String> {
-        let rows = Spi::get_one::<i64>(&format!("SELECT count(*) FROM {table}"))
+        let rows = crate::core::spi::one::<i64>(&format!("SELECT count(*) FROM {table}"), &[])
             .map_err(|e| e.to_string())?
             .unwrap_or(0);
-        if rows > limit {
+        if rows > limit && over_limit == OverLimit::Refuse {
             raise(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 format!(
@@ -60,9 +74,9 @@ pub fn backup(relid: pg_sys::Oid, audit_id: i64, command: &str) {
         Spi::run_with_args(
             &format!(
                 "INSERT INTO prodguard.backup_row (audit_id, ordinal, row_data)
-                 SELECT $1, row_number() OVER (), to_jsonb(t) FROM {table} t"
+                 SELECT $1, row_number() OVER (), to_jsonb(t) FROM {table} t LIMIT $2"
             ),
-            &[audit_id.into()],
+            &[audit_id.into(), limit.into()],
         )
         .map_err(|e| e.to_string())
     });

@@ -33,6 +33,8 @@ pub enum Event {
     Refused,
     Warned,
     Overridden,
+    /// A destructive change that logical replication applied (recorded, not refused).
+    Replicated,
 }
 
 impl Event {
@@ -41,6 +43,7 @@ impl Event {
             Event::Refused => "refused",
             Event::Warned => "warned",
             Event::Overridden => "overridden",
+            Event::Replicated => "replicated",
         }
     }
 }
@@ -71,6 +74,7 @@ fn log_with_detail(event: Event, finding: &Finding, reason: Option<&str>, detail
         }
         Event::Warned => shmem::count(Counter::Warned),
         Event::Overridden => shmem::count(Counter::OverridesUsed),
+        Event::Replicated => {}
     }
     let fields = [
         ("guard", finding.guard.name().to_string()),

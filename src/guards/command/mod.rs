@@ -16,6 +16,8 @@
 //! reports the rest), and the extension's own install and upgrade scripts.
 
 mod cluster;
+mod pg_restore;
+mod rewrites;
 mod tables;
 
 use std::ffi::{c_char, CStr};
@@ -29,14 +31,14 @@ use crate::core::finding::{Finding, Guard};
 use crate::core::passes::OWN_DDL;
 use crate::core::pg::{self, cstr_or, current_database, opt_cstr};
 use crate::core::protection::{self, Flags};
+use crate::core::restore_session;
 use crate::core::settings::{self, Environment, Token};
 use crate::guards::policy;
 use crate::records::backup;
 
 use self::cluster::{database_removal, settings_change};
 use self::tables::{
-    drop_column, drop_objects, drop_owned, migration_table_rename, trigger_change,
-    trigger_switches, truncate,
+    drop_objects, drop_owned, migration_table_rename, trigger_change, trigger_switches, truncate,
 };
 
 /// One finding, the environment that judges it, and how an override may reach it.
@@ -146,6 +148,17 @@ pub fn cascaded_drop(relid: pg_sys::Oid, attnum: std::ffi::c_int) {
     policy::enforce_here(&finding);
 }
 
+/// The object-access hook's view of a large object being removed: `lo_unlink()` (a
+/// function, not a utility statement), or any statement that removes one.
+pub fn large_object_drop(loid: pg_sys::Oid) {
+    if JUDGED.load(Ordering::Relaxed) || OWN_DDL.get() || extension::in_own_script() {
+        return;
+    }
+    if let Some(j) = rewrites::large_object_removal(loid) {
+        policy::enforce(j.env, &j.finding, j.scope, None);
+    }
+}
+
 /// Checks one utility statement; raises an ERROR when production refuses it, and writes
 /// the audit row when an override or a staging warning lets it run.
 ///
@@ -158,9 +171,16 @@ pub unsafe fn check(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) {
     if stmt.is_null() || OWN_DDL.get() {
         return;
     }
+    if extension::in_own_script() {
+        return;
+    }
+    if restore_session::is_pg_restore() {
+        // SAFETY: guaranteed by the caller; `stmt` is a valid parse node.
+        unsafe { pg_restore::check(stmt, statement_text(pstmt, query).as_deref()) };
+    }
     // SAFETY: `stmt` is a valid parse node.
     let judged = unsafe { classify(stmt) };
-    if judged.is_empty() || extension::in_own_script() {
+    if judged.is_empty() {
         return;
     }
     // SAFETY: guaranteed by the caller.
@@ -189,9 +209,32 @@ unsafe fn classify(stmt: *mut pg_sys::Node) -> Vec<Judged> {
             T_DropStmt => drop_objects(&*(stmt as *mut pg_sys::DropStmt)),
             T_AlterTableStmt => {
                 let s = &*(stmt as *mut pg_sys::AlterTableStmt);
-                let mut judged = drop_column(s);
+                let mut judged = rewrites::alter_table(s);
                 judged.extend(trigger_switches(s));
                 judged
+            }
+            T_AlterEnumStmt => rewrites::enum_rename(&*(stmt as *mut pg_sys::AlterEnumStmt)),
+            T_CreatePublicationStmt => {
+                let s = &*(stmt as *mut pg_sys::CreatePublicationStmt);
+                cluster::publication(
+                    "CREATE PUBLICATION",
+                    s.pubname,
+                    s.for_all_tables,
+                    s.pubobjects,
+                )
+            }
+            T_AlterPublicationStmt => {
+                let s = &*(stmt as *mut pg_sys::AlterPublicationStmt);
+                if s.action == pg_sys::AlterPublicationAction::AP_DropObjects {
+                    Vec::new()
+                } else {
+                    cluster::publication(
+                        "ALTER PUBLICATION",
+                        s.pubname,
+                        s.for_all_tables,
+                        s.pubobjects,
+                    )
+                }
             }
             T_AlterExtensionContentsStmt => {
                 let s = &*(stmt as *mut pg_sys::AlterExtensionContentsStmt);

@@ -11,18 +11,20 @@ use pgrx::PgList;
 
 use crate::core::extension::{self, NAME as EXTENSION, SCHEMA};
 use crate::core::pg::{self, cstr_or, opt_cstr};
-use crate::core::protection::{self, AUDIT_TRIGGER, MIGRATION_HISTORY_TABLES, TEST_DATA_TRIGGER};
+use crate::core::protection::{
+    self, AUDIT_TRIGGER, MIGRATION_HISTORY_TABLES, TEST_DATA_TRIGGER, TRUNCATE_TRIGGER,
+};
 use crate::core::settings::{self, Environment, Token};
 
 use super::{local, string_node, Judged, Rule};
 
 /// A table of this database, resolved from the statement.
 pub struct Table {
-    oid: pg_sys::Oid,
-    schema: String,
-    name: String,
-    temp: bool,
-    kind: u8,
+    pub oid: pg_sys::Oid,
+    pub schema: String,
+    pub name: String,
+    pub temp: bool,
+    pub kind: u8,
 }
 
 impl Table {
@@ -38,7 +40,19 @@ impl Table {
                 None,
                 std::ptr::null_mut(),
             );
-            if oid == pg_sys::InvalidOid {
+            Table::from_oid(oid)
+        }
+    }
+
+    /// The relation `oid`, `None` when there is none.
+    pub fn from_oid(oid: pg_sys::Oid) -> Option<Table> {
+        if oid == pg_sys::InvalidOid {
+            return None;
+        }
+        // SAFETY: lsyscache lookups; NULL/0 for a relation that is gone.
+        unsafe {
+            let name = pg_sys::get_rel_name(oid);
+            if name.is_null() {
                 return None;
             }
             Some(Table {
@@ -47,21 +61,21 @@ impl Table {
                     pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid)),
                     "",
                 ),
-                name: cstr_or(pg_sys::get_rel_name(oid), ""),
+                name: cstr_or(name, ""),
                 temp: pg_sys::get_rel_persistence(oid) as u8 == pg_sys::RELPERSISTENCE_TEMP,
                 kind: pg_sys::get_rel_relkind(oid) as u8,
             })
         }
     }
 
-    fn display(&self) -> String {
+    pub fn display(&self) -> String {
         format!("\"{}.{}\"", self.schema, self.name)
     }
 
     /// Why a statement that removes rows (TRUNCATE, DROP) is guarded here; `None` when it
     /// destroys nothing. The extension's own tables and tables protected with forbid_delete
     /// are guarded whatever the token list says and whatever they hold.
-    fn rule_for(&self, token: Token) -> Option<Rule> {
+    pub fn rule_for(&self, token: Token) -> Option<Rule> {
         if self.schema == SCHEMA {
             return Some(Rule::Extension);
         }
@@ -77,7 +91,7 @@ impl Table {
 
     /// Why a statement that rewrites or discards the table's data (DROP COLUMN, ...) is
     /// guarded here; `None` when it destroys nothing.
-    fn column_rule_for(&self, token: Token) -> Option<Rule> {
+    pub fn column_rule_for(&self, token: Token) -> Option<Rule> {
         if self.schema == SCHEMA {
             return Some(Rule::Extension);
         }
@@ -293,6 +307,8 @@ pub fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
             }
             judged
         }
+        OBJECT_INDEX => super::rewrites::drop_indexes(&objects),
+        OBJECT_SEQUENCE => super::rewrites::drop_sequences(&objects),
         OBJECT_TRIGGER => objects
             .iter_ptr()
             .flat_map(|names| {
@@ -326,7 +342,13 @@ pub fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
             .iter_ptr()
             // SAFETY: each element is a String node.
             .map(|n| unsafe { string_node(n) })
-            .filter(|name| name == EXTENSION)
+            // (DROP EXTENSION IF EXISTS of an extension not installed here destroys nothing)
+            .filter(|name| {
+                name == EXTENSION
+                    // SAFETY: a catalog lookup by name, missing_ok.
+                    && unsafe { pg_sys::get_extension_oid(c"pg_prodguard".as_ptr(), true) }
+                        != pg_sys::InvalidOid
+            })
             .filter_map(|name| {
                 local(
                     Rule::Extension,
@@ -338,42 +360,6 @@ pub fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
             .collect(),
         _ => Vec::new(),
     }
-}
-
-pub fn drop_column(s: &pg_sys::AlterTableStmt) -> Vec<Judged> {
-    // SAFETY: `cmds` is a List of AlterTableCmd; `relation` a RangeVar.
-    let cmds = unsafe { PgList::<pg_sys::AlterTableCmd>::from_pg(s.cmds) };
-    let columns: Vec<String> = cmds
-        .iter_ptr()
-        .filter_map(|c| {
-            // SAFETY: each element is a valid AlterTableCmd; `name` is NULL or a C string.
-            unsafe {
-                ((*c).subtype == pg_sys::AlterTableType::AT_DropColumn)
-                    .then(|| cstr_or((*c).name, ""))
-            }
-        })
-        .collect();
-    if columns.is_empty() || s.objtype != pg_sys::ObjectType::OBJECT_TABLE {
-        return Vec::new();
-    }
-    // SAFETY: `relation` is a valid RangeVar for ALTER TABLE.
-    let Some(table) = (unsafe { Table::resolve(s.relation) }) else {
-        return Vec::new();
-    };
-    if table.temp {
-        return Vec::new();
-    }
-    columns
-        .into_iter()
-        .filter_map(|col| {
-            local(
-                table.column_rule_for(Token::DropColumn)?,
-                "ALTER TABLE DROP COLUMN",
-                format!("column \"{col}\" of table {}", table.display()),
-                Some(table.oid),
-            )
-        })
-        .collect()
 }
 
 /// ALTER TABLE ... ENABLE/DISABLE TRIGGER that would switch off (or out of ALWAYS mode)
@@ -414,12 +400,12 @@ pub fn trigger_change(
     let Some(table) = (unsafe { Table::resolve(relation) }) else {
         return Vec::new();
     };
-    let ours = [AUDIT_TRIGGER, TEST_DATA_TRIGGER];
+    let ours = [AUDIT_TRIGGER, TEST_DATA_TRIGGER, TRUNCATE_TRIGGER];
     let rule = if table.schema == SCHEMA {
         Rule::Extension
     } else {
         let flags = protection::flags(table.oid);
-        let relies = flags.audit || flags.test_data;
+        let relies = flags.any();
         let touches_ours = trigger.as_deref().is_none_or(|t| ours.contains(&t));
         if !(relies && touches_ours) {
             return Vec::new();
