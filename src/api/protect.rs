@@ -240,6 +240,15 @@ fn set_test_data_trigger(relid: pg_sys::Oid, on: bool) {
 /// Installs or removes the replicated-TRUNCATE trigger of a protected table, as its owner,
 /// ENABLE ALWAYS (the apply worker runs with session_replication_role = replica).
 fn set_truncate_trigger(relid: pg_sys::Oid, on: bool) {
+    // A library newer than the extension's objects (before ALTER EXTENSION ... UPDATE) has
+    // no trigger function to install: the update script installs the triggers.
+    let installed = crate::core::spi::one::<bool>(
+        "SELECT pg_catalog.to_regprocedure('prodguard.truncate_trigger()') IS NOT NULL",
+        &[],
+    );
+    if on && !matches!(installed, Ok(Some(true))) {
+        return;
+    }
     let table = pg::qualified_identifier(relid);
     let sql = if on {
         format!(

@@ -1,0 +1,78 @@
+-- pg_prodguard 0.1.0 -> 0.2.0 (ALTER EXTENSION pg_prodguard UPDATE). Adds what 0.2.0
+-- installs and 0.1.0 did not have; keeps every row of the audit log, backups, denial log,
+-- dictionaries and protection rules.
+\echo Use "ALTER EXTENSION pg_prodguard UPDATE TO '0.2.0'" to load this file. \quit
+
+-- Functions of the library that are new in 0.2.0.
+CREATE FUNCTION prodguard."_request_change"("reason" TEXT, "db_role" TEXT, "valid_for" interval)
+RETURNS bigint VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'request_change_wrapper';
+CREATE FUNCTION prodguard."approve_change"("change_id" bigint)
+RETURNS void STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'approve_change_wrapper';
+CREATE FUNCTION prodguard."revoke_change"("change_id" bigint)
+RETURNS void STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'revoke_change_wrapper';
+CREATE FUNCTION prodguard."truncate_trigger"()
+RETURNS TRIGGER LANGUAGE c AS 'MODULE_PATHNAME', 'truncate_trigger_wrapper';
+COMMENT ON FUNCTION prodguard.truncate_trigger() IS 'Internal: BEFORE TRUNCATE statement trigger of protected tables (ENABLE ALWAYS); audits and backs up a TRUNCATE applied by logical replication.';
+
+-- Approved changes: as sql/changes.sql.
+CREATE TABLE prodguard.change_request (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    database     name NOT NULL,
+    db_role      name NOT NULL,
+    reason       text NOT NULL CHECK (pg_catalog.btrim(reason) <> ''),
+    requested_by name NOT NULL,
+    requested_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    valid_until  timestamptz NOT NULL,
+    approved_by  name,
+    approved_at  timestamptz,
+    revoked_by   name,
+    revoked_at   timestamptz,
+    CHECK (approved_by IS DISTINCT FROM requested_by)
+);
+REVOKE ALL ON prodguard.change_request FROM PUBLIC;
+GRANT SELECT ON prodguard.change_request TO prodguard_operator, prodguard_auditor;
+SELECT pg_catalog.pg_extension_config_dump('prodguard.change_request', '');
+SELECT pg_catalog.pg_extension_config_dump('prodguard.change_request_id_seq', '');
+COMMENT ON SEQUENCE prodguard.change_request_id_seq IS 'pg_prodguard: ids of approved changes.';
+COMMENT ON TABLE prodguard.change_request IS
+    'pg_prodguard: approved changes, written only by request_change(), approve_change() and revoke_change(); read prodguard.changes.';
+
+CREATE VIEW prodguard.changes AS
+SELECT c.id, c.database, c.db_role, c.reason, c.requested_by, c.requested_at, c.valid_until,
+       c.approved_by, c.approved_at, c.revoked_by, c.revoked_at,
+       (SELECT count(*) FROM prodguard.audit_log a
+         WHERE a.object IS NOT NULL
+           AND a.override_reason LIKE 'change:' || c.id || ' %') AS statements
+  FROM prodguard.change_request c;
+REVOKE ALL ON prodguard.changes FROM PUBLIC;
+GRANT SELECT ON prodguard.changes TO prodguard_operator, prodguard_auditor;
+COMMENT ON VIEW prodguard.changes IS
+    'pg_prodguard: approved changes (four eyes): who asked, who approved, until when, and how many guarded statements ran under each.';
+COMMENT ON COLUMN prodguard.changes.statements IS
+    'Guarded statements run under the change (audit_log entries whose override_reason names it).';
+
+CREATE FUNCTION prodguard.request_change(reason text, db_role name DEFAULT current_user,
+                                         valid_for interval DEFAULT '1 hour')
+RETURNS bigint LANGUAGE sql VOLATILE
+AS 'SELECT prodguard._request_change(reason, db_role::text, valid_for)';
+COMMENT ON FUNCTION prodguard.request_change(text, name, interval) IS
+    'Ask for an approved change for a role of this database (members of prodguard_operator); another operator approves it with approve_change(). Returns its id.';
+COMMENT ON FUNCTION prodguard._request_change(text, text, interval) IS 'Internal: the body of prodguard.request_change().';
+COMMENT ON FUNCTION prodguard.approve_change(bigint) IS
+    'Approve a change another operator requested; from then until it expires, its role may use prodguard.override = ''change:<id>''.';
+COMMENT ON FUNCTION prodguard.revoke_change(bigint) IS
+    'End a change early (its requester or any operator).';
+
+-- Every protected table gets the trigger that records a TRUNCATE applied by logical
+-- replication (0.2.0's protect() installs it).
+DO $upgrade$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT table_name FROM prodguard.table_protection LOOP
+        EXECUTE format('CREATE OR REPLACE TRIGGER zz_prodguard_truncate BEFORE TRUNCATE ON %s
+                            FOR EACH STATEMENT EXECUTE FUNCTION prodguard.truncate_trigger()', t);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_prodguard_truncate', t);
+    END LOOP;
+END
+$upgrade$;
