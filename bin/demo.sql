@@ -88,3 +88,38 @@ SELECT at::time(0) AS at, db_user, application_name, guard, command, object
   FROM prodguard.denied_attempts ORDER BY at;
 SELECT metric, value FROM prodguard.metrics
  WHERE metric IN ('commands_refused', 'row_statements_refused', 'settings_refused', 'overrides_used', 'denials_written');
+
+\echo
+\echo '== 8. Incident A: a debugging script overwrites a finished extraction with fixture products.'
+CREATE TABLE extraction_queue (id int PRIMARY KEY, store text NOT NULL, status text NOT NULL,
+    accuracy numeric(5,2), processing interval);
+CREATE TABLE extraction_products (queue_item int REFERENCES extraction_queue, position int,
+    product text NOT NULL, price numeric(8,2), PRIMARY KEY (queue_item, position));
+INSERT INTO extraction_queue VALUES (9, 'Co-op Food, Manchester', 'done', 91.00, '45 minutes');
+INSERT INTO extraction_products VALUES (9, 1, 'Warburtons Toastie White Bread 800g', 1.45),
+    (9, 2, 'Co-op British Semi Skimmed Milk 2.272L', 1.95), (9, 3, 'Heinz Baked Beans 415g', 1.40),
+    (9, 4, 'Yorkshire Tea 80 Bags', 3.25);
+SELECT prodguard.protect('extraction_products');
+SELECT prodguard.protect('extraction_queue');
+CREATE TABLE extraction_products_before AS SELECT * FROM extraction_products;
+-- add_test_extraction_data.py, run with the service key against production:
+UPDATE extraction_products SET product = CASE position WHEN 1 THEN 'Coca Cola Classic'
+    WHEN 2 THEN 'Pepsi Regular' WHEN 3 THEN 'Sprite Lemon-Lime' ELSE 'Mountain Dew' END
+ WHERE queue_item = 9;
+\echo '-- refused: the rows carry test data. An operator overrides (a mistake, in this story)...'
+BEGIN;
+SET LOCAL prodguard.override = 'INC-9: debugging the extraction pipeline';
+SET LOCAL prodguard.test_data_action = 'log';
+UPDATE extraction_products SET product = CASE position WHEN 1 THEN 'Coca Cola Classic'
+    WHEN 2 THEN 'Pepsi Regular' WHEN 3 THEN 'Sprite Lemon-Lime' ELSE 'Mountain Dew' END
+ WHERE queue_item = 9;
+SELECT pg_current_xact_id() AS bad_txid \gset
+COMMIT;
+SELECT position, product FROM extraction_products ORDER BY position;
+\echo '-- ...and one call puts queue item 9 back exactly:'
+SELECT prodguard.undo_transaction(:'bad_txid') AS rows_restored;
+SELECT position, product, price FROM extraction_products ORDER BY position;
+SELECT CASE WHEN (SELECT array_agg(p ORDER BY position)::text FROM extraction_products p)
+               = (SELECT array_agg(b ORDER BY position)::text FROM extraction_products_before b)
+            THEN 'queue item 9 is back exactly as it was'
+            ELSE 'queue item 9 differs from before' END AS check;

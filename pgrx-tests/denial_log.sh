@@ -94,6 +94,9 @@ sleep 0.5
 kill -CONT "$launcher"
 wait_stopped
 check "saved to the queue file at shutdown" "$(as_root test -f "$dir/data/pg_prodguard_denials.queue" && echo yes)" yes
+# a real queue file, for the damaged-file tests at the end
+saved_queue=$(mktemp)
+as_root cat "$dir/data/pg_prodguard_denials.queue" >"$saved_queue"
 start_again
 wait_recorded at-shutdown 5
 check "all 5 written after the restart" "$(recorded at-shutdown)" 5
@@ -193,6 +196,29 @@ as_root kill -KILL "$postmaster"
 for i in $(seq 1 30); do start_again 2>/dev/null && break; sleep 1; done
 sleep 2
 echo "   200 refusals, postmaster killed right after the last: $((200 - $(recorded crash-live))) lost"
+
+say "a damaged or truncated queue file never stops the server from starting"
+queue_file="$dir/data/pg_prodguard_denials.queue"
+full=$(stat -c %s "$saved_queue")
+variants=0
+for cut in 0 8 16 17 20 23 24 100 $((full - 1)); do
+    stop_cluster "$cluster"
+    head -c "$cut" "$saved_queue" | as_postgres tee "$queue_file" >/dev/null
+    start_again
+    variants=$((variants + 1))
+    [ "$(q "SELECT 1")" = 1 ] || echo "FAILED: server down after a queue file cut at $cut bytes"
+done
+# the whole file with its records overwritten by random bytes (the header kept)
+for seed in 1 2 3; do
+    stop_cluster "$cluster"
+    { head -c 24 "$saved_queue"; head -c $((full - 24)) /dev/urandom; } | as_postgres tee "$queue_file" >/dev/null
+    start_again
+    variants=$((variants + 1))
+    [ "$(q "SELECT 1")" = 1 ] || echo "FAILED: server down after random records ($seed)"
+done
+check "the server started with each of $variants damaged queue files, and never panicked" \
+    "$(as_postgres cat "$dir/data/log/postgresql.log" | grep -c 'PANIC\|was terminated by signal')" 0
+rm -f "$saved_queue"
 
 stop_cluster "$cluster"
 trap - EXIT

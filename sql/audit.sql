@@ -13,7 +13,8 @@ CREATE TABLE prodguard.backup_table (
     table_name  text NOT NULL,
     columns     jsonb NOT NULL,
     primary_key text[],
-    row_count   bigint NOT NULL
+    row_count   bigint NOT NULL,
+    table_owner name
 );
 CREATE TABLE prodguard.backup_row (
     audit_id bigint NOT NULL,
@@ -106,3 +107,4 @@ COMMENT ON VIEW prodguard.recent_destructive IS
     'pg_prodguard: guarded commands that ran (overridden in production, warned in staging): when, who, from where, why.';
 COMMENT ON FUNCTION prodguard.audit_trigger() IS 'Internal: AFTER row trigger that prodguard.protect(audit => true) installs; one audit_log row per changed row.';
 COMMENT ON FUNCTION prodguard.truncate_trigger() IS 'Internal: BEFORE TRUNCATE statement trigger of protected tables (ENABLE ALWAYS); audits and backs up a TRUNCATE applied by logical replication.';
+COMMENT ON COLUMN prodguard.backup_table.table_owner IS 'The owner of the table when it was backed up; restore_backup() recreates a dropped table with it.';

@@ -63,6 +63,24 @@ COMMENT ON FUNCTION prodguard.approve_change(bigint) IS
 COMMENT ON FUNCTION prodguard.revoke_change(bigint) IS
     'End a change early (its requester or any operator).';
 
+-- Backups keep the table's owner, for restore_backup() to recreate a dropped table with.
+ALTER TABLE prodguard.backup_table ADD COLUMN table_owner name;
+COMMENT ON COLUMN prodguard.backup_table.table_owner IS 'The owner of the table when it was backed up; restore_backup() recreates a dropped table with it.';
+
+-- The event trigger's DELETE runs in the library (only it writes the table in production).
+CREATE FUNCTION prodguard."_forget_dropped_tables"() RETURNS void
+VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'forget_dropped_tables_wrapper';
+REVOKE ALL ON FUNCTION prodguard._forget_dropped_tables() FROM PUBLIC;
+COMMENT ON FUNCTION prodguard._forget_dropped_tables() IS
+    'Internal: the body of the event trigger prodguard_forget_dropped_tables.';
+CREATE OR REPLACE FUNCTION prodguard.forget_dropped_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- (the DELETE runs in the library, which alone may write the table in production)
+    PERFORM prodguard._forget_dropped_tables();
+END
+$$;
+
 -- Every protected table gets the trigger that records a TRUNCATE applied by logical
 -- replication (0.2.0's protect() installs it).
 DO $upgrade$

@@ -27,3 +27,6 @@ COMMENT ON FUNCTION prodguard.unprotect(regclass) IS
     'Remove a table''s protection; in production this needs an override.';
 COMMENT ON FUNCTION prodguard.migration_history_names() IS
     'Names of the migration-history tables pg_prodguard protects automatically, in any schema.';
+REVOKE ALL ON FUNCTION prodguard._forget_dropped_tables() FROM PUBLIC;
+COMMENT ON FUNCTION prodguard._forget_dropped_tables() IS
+    'Internal: the body of the event trigger prodguard_forget_dropped_tables.';

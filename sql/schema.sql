@@ -112,9 +112,8 @@ COMMENT ON COLUMN prodguard.table_protection.protected_by IS 'Who set them (curr
 CREATE FUNCTION prodguard.forget_dropped_tables() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    DELETE FROM prodguard.table_protection
-     WHERE table_name::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
-                                WHERE classid = 'pg_class'::regclass AND objsubid = 0);
+    -- (the DELETE runs in the library, which alone may write the table in production)
+    PERFORM prodguard._forget_dropped_tables();
 END
 $$;
 REVOKE ALL ON FUNCTION prodguard.forget_dropped_tables() FROM PUBLIC;

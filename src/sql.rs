@@ -14,7 +14,12 @@ extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!(
     "../sql/protection.sql",
     name = "protection",
-    requires = [migration_history_names, protect, unprotect]
+    requires = [
+        migration_history_names,
+        protect,
+        unprotect,
+        forget_dropped_tables
+    ]
 );
 
 // Dictionary tables, the built-in dictionaries, their triggers.

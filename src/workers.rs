@@ -141,6 +141,8 @@ pub extern "C-unwind" fn prodguard_denial_writer_main(arg: pg_sys::Datum) {
 /// Inserts one batch in one transaction, then frees its slots. An error ends the worker;
 /// the launcher puts the batch back into the queue.
 fn write(dboid: u32, batch: &[(usize, Record)]) {
+    // the only writer of prodguard.denial_log (the row guard lets its INSERT through)
+    let _own = crate::core::passes::FlagGuard::set(&crate::core::passes::OWN_WRITE, true);
     let written = BackgroundWorker::transaction(|| {
         // the worker runs as a superuser: nothing a user created may shadow what it calls
         Spi::run("SET LOCAL search_path = pg_catalog, pg_temp")

@@ -55,7 +55,9 @@ fn write<T: IntoDatum + FromDatum>(
     };
     crate::core::error::require_writable("a change of prodguard.change_request");
     changes::forget();
-    match extension::as_owner_of(table, || Spi::get_one_with_args::<T>(sql, &args)) {
+    match extension::as_owner_of(table, || {
+        crate::core::passes::own_write(|| Spi::get_one_with_args::<T>(sql, &args))
+    }) {
         Some(Ok(value)) => value,
         Some(Err(e)) => raise_internal("write prodguard.change_request", e),
         None => None,

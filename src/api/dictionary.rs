@@ -167,7 +167,9 @@ fn write(sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) -> i32 {
     let Some(table) = extension::own_table(c"dictionary") else {
         return 0;
     };
-    match extension::as_owner_of(table, || Spi::get_one_with_args::<i32>(sql, &args)) {
+    match extension::as_owner_of(table, || {
+        crate::core::passes::own_write(|| Spi::get_one_with_args::<i32>(sql, &args))
+    }) {
         Some(Ok(n)) => n.unwrap_or(0),
         Some(Err(e)) => raise_internal("change the dictionary", e),
         None => 0,

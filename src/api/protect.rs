@@ -197,7 +197,9 @@ fn write_config(sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) {
     let Some(config) = extension::own_table(c"table_protection") else {
         return;
     };
-    let written = extension::as_owner_of(config, || Spi::run_with_args(sql, &args));
+    let written = extension::as_owner_of(config, || {
+        crate::core::passes::own_write(|| Spi::run_with_args(sql, &args))
+    });
     if let Some(Err(e)) = written {
         raise_internal("write prodguard.table_protection", e);
     }
@@ -261,4 +263,30 @@ fn set_truncate_trigger(relid: pg_sys::Oid, on: bool) {
     };
     let verb = if on { "create" } else { "drop" };
     run_own_ddl(relid, &sql, &format!("{verb} the truncate trigger"));
+}
+
+/// The body of the event trigger `prodguard_forget_dropped_tables` (sql_drop): removes the
+/// protection rows of the tables a statement dropped, so that a new table that happens to
+/// get the same oid is not protected by mistake. Outside a sql_drop event trigger
+/// PostgreSQL refuses pg_event_trigger_dropped_objects().
+#[pg_extern(name = "_forget_dropped_tables", volatile)]
+fn forget_dropped_tables() {
+    let Some(config) = extension::own_table(c"table_protection") else {
+        return;
+    };
+    let done = extension::as_owner_of(config, || {
+        crate::core::passes::own_write(|| {
+            Spi::run(
+                "DELETE FROM prodguard.table_protection
+                  WHERE table_name::oid IN (SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects()
+                                             WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                               AND objsubid = 0)",
+            )
+        })
+    });
+    if let Some(Err(e)) = done {
+        raise_internal("forget the protection of dropped tables", e);
+    }
+    // SAFETY: queues a relcache invalidation of our own table, sent at commit.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(config) };
 }

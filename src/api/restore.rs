@@ -48,6 +48,7 @@ fn purge_audit(older_than: Interval) -> i64 {
         return 0;
     };
     let result = extension::as_owner_of(log, || {
+        let _own = FlagGuard::set(&crate::core::passes::OWN_WRITE, true);
         let _purging = FlagGuard::set(&PURGING, true);
         Spi::get_one_with_args::<i64>(
             "WITH old AS (SELECT id FROM prodguard.audit_log WHERE logged_at < now() - $1),
@@ -66,16 +67,18 @@ fn purge_audit(older_than: Interval) -> i64 {
     }
 }
 
-/// One audited row change.
+/// One audited row change. Its key and rows stay jsonb text, passed back to SQL as they
+/// are: a round trip through serde_json would turn numeric 3.20 into 3.2 and lose the
+/// digits of big numbers.
 struct Change {
     id: i64,
     table: pg_sys::Oid,
-    key: Option<JsonB>,
-    old_row: Option<JsonB>,
-    new_row: Option<JsonB>,
+    key: Option<String>,
+    old_row: Option<String>,
+    new_row: Option<String>,
 }
 
-const CHANGE_COLUMNS: &str = "id, table_oid, row_key, old_row, new_row";
+const CHANGE_COLUMNS: &str = "id, table_oid, row_key::text, old_row::text, new_row::text";
 /// Row-level entries: they carry a row, and no command object.
 const ROW_ENTRIES: &str =
     "object IS NULL AND table_oid IS NOT NULL AND (old_row IS NOT NULL OR new_row IS NOT NULL)";
@@ -94,9 +97,9 @@ fn changes(filter: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) -> Vec<Change
                     Some(Change {
                         id: r.get::<i64>(1).ok()??,
                         table: r.get::<pg_sys::Oid>(2).ok()??,
-                        key: r.get::<JsonB>(3).ok()?,
-                        old_row: r.get::<JsonB>(4).ok()?,
-                        new_row: r.get::<JsonB>(5).ok()?,
+                        key: r.get::<String>(3).ok()?,
+                        old_row: r.get::<String>(4).ok()?,
+                        new_row: r.get::<String>(5).ok()?,
                     })
                 })
                 .collect()
@@ -145,7 +148,7 @@ fn undo(
                     "cannot restore audit entry {}: the row changed again later (audit entry {later})",
                     change.id
                 ),
-                format!("Row {} of {} was changed after the change being undone.", key.0, pg::describe_table(change.table)),
+                format!("Row {} of {} was changed after the change being undone.", compact(key), pg::describe_table(change.table)),
                 "Undo the later change first, or call the restore again with force => true to put the older values back anyway.",
             );
         }
@@ -155,35 +158,38 @@ fn undo(
     // identity columns GENERATED ALWAYS can only be set to DEFAULT by an UPDATE (their
     // value is the row's, unchanged: restore leaves them alone there)
     let update_cols = writable_columns_for_update(change.table);
-    let keys: Vec<String> = key
-        .0
-        .as_object()
-        .map(|o| o.keys().map(pgrx::spi::quote_identifier).collect())
+    // only the key's column names are read here; its values go back to SQL as jsonb
+    let keys: Vec<String> = serde_json::from_str::<serde_json::Value>(key)
+        .ok()
+        .and_then(|k| {
+            k.as_object()
+                .map(|o| o.keys().map(pgrx::spi::quote_identifier).collect())
+        })
         .unwrap_or_default();
     let key_match = format!(
-        "({}) = (SELECT {} FROM jsonb_populate_record(NULL::{table}, $1) r)",
+        "({}) = (SELECT {} FROM jsonb_populate_record(NULL::{table}, $1::jsonb) r)",
         qualified("t", &keys),
         qualified("r", &keys),
     );
     let col_list = cols.join(", ");
     let r_cols = qualified("r", &cols);
     let (sql, arg) = match (&change.old_row, &change.new_row) {
-        (None, Some(_)) => (format!("DELETE FROM {table} t WHERE {key_match}"), key.0.clone()),
+        (None, Some(_)) => (format!("DELETE FROM {table} t WHERE {key_match}"), key.clone()),
         (Some(old), None) => (
             format!(
                 "INSERT INTO {table} ({col_list}) OVERRIDING SYSTEM VALUE
-                 SELECT {r_cols} FROM jsonb_populate_record(NULL::{table}, $2) r"
+                 SELECT {r_cols} FROM jsonb_populate_record(NULL::{table}, $2::jsonb) r"
             ),
-            old.0.clone(),
+            old.clone(),
         ),
         (Some(old), Some(_)) => (
             format!(
-                "UPDATE {table} t SET ({}) = (SELECT {} FROM jsonb_populate_record(NULL::{table}, $2) r)
+                "UPDATE {table} t SET ({}) = (SELECT {} FROM jsonb_populate_record(NULL::{table}, $2::jsonb) r)
                   WHERE {key_match}",
                 update_cols.join(", "),
                 qualified("r", &update_cols)
             ),
-            old.0.clone(),
+            old.clone(),
         ),
         (None, None) => return false,
     };
@@ -191,11 +197,7 @@ fn undo(
         let _restoring = FlagGuard::set(&RESTORING, true);
         Spi::connect_mut(|client| {
             client
-                .update(
-                    &sql,
-                    None,
-                    &[JsonB(key.0.clone()).into(), JsonB(arg).into()],
-                )
+                .update(&sql, None, &[key.as_str().into(), arg.as_str().into()])
                 .map(|t| t.len())
         })
     });
@@ -210,7 +212,7 @@ fn undo(
             ),
             format!(
                 "Row {} of {} is not there (or its key changed outside the audit).",
-                key.0,
+                compact(key),
                 pg::describe_table(change.table)
             ),
             "Call the restore again with force => true to skip rows that cannot be found.",
@@ -221,18 +223,18 @@ fn undo(
 }
 
 /// A later audit entry for the same row, outside the set being undone.
-fn later_change(change: &Change, key: &JsonB, same_set: Option<&str>) -> Option<i64> {
+fn later_change(change: &Change, key: &str, same_set: Option<&str>) -> Option<i64> {
     let log = extension::own_table(c"audit_log")?;
     extension::as_owner_of(log, || {
         crate::core::spi::one::<i64>(
             &format!(
                 "SELECT min(id) FROM prodguard.audit_log
-                  WHERE {ROW_ENTRIES} AND table_oid = $1 AND row_key = $2 AND id > $3
+                  WHERE {ROW_ENTRIES} AND table_oid = $1 AND row_key = $2::jsonb AND id > $3
                     AND ($4::xid8 IS NULL OR txid <> $4::xid8)"
             ),
             &[
                 change.table.into(),
-                JsonB(key.0.clone()).into(),
+                key.into(),
                 change.id.into(),
                 same_set.into(),
             ],
@@ -240,6 +242,12 @@ fn later_change(change: &Change, key: &JsonB, same_set: Option<&str>) -> Option<
     })
     .and_then(|r| r.ok())
     .flatten()
+}
+
+/// A row key as messages show it (compact JSON).
+fn compact(key: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(key)
+        .map_or_else(|_| key.to_string(), |v| v.to_string())
 }
 
 /// `alias.col1, alias.col2, ...` of quoted column names.
@@ -367,7 +375,8 @@ fn restore_backup(audit_id: i64) -> i64 {
     };
     let found = extension::as_owner_of(log, || {
         crate::core::spi::three::<String, String, JsonB>(
-            "SELECT schema_name, table_name, jsonb_build_object('columns', columns, 'primary_key', to_jsonb(primary_key))
+            "SELECT schema_name, table_name, jsonb_build_object('columns', columns,
+                    'primary_key', to_jsonb(primary_key), 'owner', table_owner)
                FROM prodguard.backup_table WHERE audit_id = $1",
             &[audit_id.into()],
         )
@@ -389,7 +398,8 @@ fn restore_backup(audit_id: i64) -> i64 {
     .flatten();
     let relid = match exists {
         Some(oid) => oid,
-        None => recreate(&schema, &table, &def.0),
+        None => extension::as_owner_of(log, || recreate(&schema, &table, &def.0))
+            .unwrap_or(pg_sys::InvalidOid),
     };
     let cols = writable_columns(relid);
     let col_list = cols.join(", ");
@@ -399,7 +409,8 @@ fn restore_backup(audit_id: i64) -> i64 {
          SELECT {r_cols} FROM prodguard.backup_row b, jsonb_populate_record(NULL::{table}, b.row_data) r
           WHERE b.audit_id = $1 ORDER BY b.ordinal"
     );
-    let inserted = extension::as_owner_of(relid, || {
+    // as the extension's owner, who reads the backups (the table's owner may not)
+    let inserted = extension::as_owner_of(log, || {
         let _restoring = FlagGuard::set(&RESTORING, true);
         Spi::connect_mut(|client| {
             client
@@ -415,7 +426,9 @@ fn restore_backup(audit_id: i64) -> i64 {
 }
 
 /// Recreates a dropped table from its backed-up definition (columns, types, NOT NULL,
-/// primary key), owned by the caller; returns its oid.
+/// primary key), owned by its original owner (or the caller, for a backup taken before
+/// 0.2.0 kept the owner); returns its oid. Runs as the extension's owner, so that an
+/// operator without CREATE on the database can restore.
 fn recreate(schema: &str, table: &str, def: &serde_json::Value) -> pg_sys::Oid {
     let mut parts: Vec<String> = def["columns"]
         .as_array()
@@ -444,8 +457,12 @@ fn recreate(schema: &str, table: &str, def: &serde_json::Value) -> pg_sys::Oid {
             .collect();
         parts.push(format!("PRIMARY KEY ({})", names.join(", ")));
     }
+    let owner = def["owner"]
+        .as_str()
+        .map(pgrx::spi::quote_identifier)
+        .unwrap_or_else(|| "SESSION_USER".into());
     let sql = format!(
-        "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE {table} ({})",
+        "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE {table} ({}); ALTER TABLE {table} OWNER TO {owner}",
         pgrx::spi::quote_identifier(schema),
         parts.join(", ")
     );

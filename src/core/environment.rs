@@ -33,14 +33,25 @@ pub struct Database {
 impl Database {
     /// Looks a database up by name; `None` when it does not exist.
     pub fn by_name(name: &str) -> Option<Database> {
-        let oid = with_pinned_search_path(|| {
+        let found = with_pinned_search_path(|| {
             crate::core::spi::one::<pg_sys::Oid>(
-                "SELECT oid FROM pg_catalog.pg_database WHERE datname = $1",
+                "SELECT (SELECT oid FROM pg_catalog.pg_database WHERE datname = $1)",
                 &[name.into()],
             )
-        })
-        .ok()
-        .flatten()?;
+        });
+        let oid = match found {
+            Ok(oid) => oid?,
+            Err(e) => {
+                // fail closed: a database that cannot be looked up is judged as production
+                crate::core::error::cannot_decide(&format!("database \"{name}\""), e);
+                return Some(Database {
+                    name: name.to_string(),
+                    environment: Environment::Production,
+                    tagged: false,
+                    listed: true,
+                });
+            }
+        };
         let (environment, tagged) = database_environment(oid);
         Some(Database {
             name: name.to_string(),
@@ -86,15 +97,21 @@ impl Database {
 pub fn database_environment(db: pg_sys::Oid) -> (Environment, bool) {
     let own = with_pinned_search_path(|| {
         crate::core::spi::one::<String>(
-            "SELECT s FROM pg_catalog.pg_db_role_setting r, unnest(r.setconfig) s
-              WHERE r.setdatabase = $1 AND r.setrole = 0
-                AND lower(split_part(s, '=', 1)) = $2
-              LIMIT 1",
+            "SELECT (SELECT s FROM pg_catalog.pg_db_role_setting r, unnest(r.setconfig) s
+                      WHERE r.setdatabase = $1 AND r.setrole = 0
+                        AND lower(split_part(s, '=', 1)) = $2
+                      LIMIT 1)",
             &[db.into(), ENVIRONMENT_NAME.into()],
         )
-    })
-    .ok()
-    .flatten();
+    });
+    let own = match own {
+        Ok(own) => own,
+        Err(e) => {
+            // fail closed: a tag that cannot be read is production
+            crate::core::error::cannot_decide("a database's prodguard.environment", e);
+            return (Environment::Production, true);
+        }
+    };
     match own {
         Some(entry) => (
             Environment::parse_or_production(entry.split_once('=').map_or("", |x| x.1)),

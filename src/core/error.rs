@@ -144,3 +144,25 @@ pub fn require_writable(what: &str) {
         );
     }
 }
+
+/// Fail closed: when pg_prodguard cannot read what it needs to decide (its protection
+/// rules, another database's environment, its dictionaries), production refuses the
+/// statement with a clear error (which the server log has too) instead of guessing that
+/// nothing is protected. Elsewhere the guards are not refusing anyway: a WARNING says what
+/// could not be read, and the caller goes on with what it has.
+pub fn cannot_decide(what: &str, why: impl std::fmt::Display) {
+    let production =
+        crate::core::settings::environment() == crate::core::settings::Environment::Production;
+    let message = format!("pg_prodguard could not read {what}");
+    if production {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            message,
+            format!("{why} In production it refuses what it cannot judge."),
+            "Check the extension's objects (\\dx+ pg_prodguard) and the server log; ALTER EXTENSION pg_prodguard UPDATE restores missing objects of an older install.",
+        );
+    }
+    ErrorReport::new(PgSqlErrorCode::ERRCODE_WARNING, message, function_name!())
+        .set_detail(why.to_string())
+        .report(PgLogLevel::WARNING);
+}

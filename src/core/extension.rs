@@ -28,6 +28,27 @@ pub fn preloaded() -> bool {
     PRELOADED.load(Ordering::Relaxed)
 }
 
+/// The oid of the extension's schema in this database, `None` where it is not installed.
+/// Kept per backend once found (a renamed schema keeps its oid).
+pub fn own_namespace() -> Option<pg_sys::Oid> {
+    thread_local! {
+        static NAMESPACE: std::cell::Cell<pg_sys::Oid> = const { std::cell::Cell::new(pg_sys::InvalidOid) };
+    }
+    let cached = NAMESPACE.get();
+    // SAFETY: syscache lookups; NULL/InvalidOid when nothing matches.
+    unsafe {
+        if cached != pg_sys::InvalidOid && !pg_sys::get_namespace_name(cached).is_null() {
+            return Some(cached);
+        }
+        let nsp = pg_sys::get_namespace_oid(c"prodguard".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        NAMESPACE.set(nsp);
+        Some(nsp)
+    }
+}
+
 /// The oid of one of the extension's tables, or `None` when it is not installed here.
 pub fn own_table(name: &CStr) -> Option<pg_sys::Oid> {
     // SAFETY: syscache lookups by name; both return InvalidOid when nothing matches.

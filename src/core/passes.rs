@@ -7,6 +7,8 @@
 //!   RESTORE.
 //! - `PURGING`: `purge_audit()` deletes old entries; the append-only trigger lets that
 //!   DELETE through.
+//! - `OWN_WRITE`: pg_prodguard's functions write its own tables; the row guard lets those
+//!   writes through (nobody else writes them in production).
 //!
 //! Every pass is set through a `FlagGuard`, which puts the previous value back when it is
 //! dropped, also when an error unwinds through it, so no pass outlives its work even when
@@ -28,6 +30,16 @@ thread_local! {
     pub static RESTORING: Cell<bool> = const { Cell::new(false) };
     /// Set while purge_audit() deletes: the only DELETE the append-only trigger lets through.
     pub static PURGING: Cell<bool> = const { Cell::new(false) };
+    /// Set while pg_prodguard's own functions write its own tables (protection rules,
+    /// dictionaries, changes, backups, denial records): the only writes the row guard lets
+    /// reach them in production.
+    pub static OWN_WRITE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the OWN_WRITE pass.
+pub fn own_write<R>(f: impl FnOnce() -> R) -> R {
+    let _pass = FlagGuard::set(&OWN_WRITE, true);
+    f()
 }
 
 /// Runs pg_prodguard's own DDL on a table (installing or removing the triggers that

@@ -186,7 +186,8 @@ fn rules() -> Rc<OidMap<Flags>> {
                     )
                     .map(|rows| {
                         rows.map(|row| {
-                            let flag = |i| row.get::<bool>(i).ok().flatten().unwrap_or(false);
+                            // a value that cannot be read counts as protected (fail closed)
+                            let flag = |i| row.get::<bool>(i).ok().flatten().unwrap_or(true);
                             (
                                 row.get::<pg_sys::Oid>(1).ok().flatten(),
                                 Flags {
@@ -201,9 +202,21 @@ fn rules() -> Rc<OidMap<Flags>> {
                     })
             })
         });
-        for (oid, flags) in rows.and_then(Result::ok).unwrap_or_default() {
-            if let Some(oid) = oid {
-                rules.insert(oid, flags);
+        match rows {
+            Some(Ok(rows)) => {
+                for (oid, flags) in rows {
+                    if let Some(oid) = oid {
+                        rules.insert(oid, flags);
+                    }
+                }
+            }
+            failed => {
+                let why = match failed {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "The owner of prodguard.table_protection could not be found.".into(),
+                };
+                crate::core::error::cannot_decide("its protection rules", why);
+                return Rc::new(rules); // (not kept: the next statement reads again)
             }
         }
     }

@@ -34,6 +34,7 @@ use pgrx::PgList;
 use crate::core::breakglass::Scope;
 use crate::core::extension;
 use crate::core::finding::{Finding, Guard};
+use crate::core::passes;
 use crate::core::pg::{self, current_database};
 use crate::core::protection;
 use crate::core::restore_session;
@@ -187,6 +188,65 @@ fn modifies_rows(pstmt: *mut pg_sys::PlannedStmt, eflags: c_int) -> bool {
     // SAFETY: a valid PlannedStmt.
     let (op, cte) = unsafe { ((*pstmt).commandType, (*pstmt).hasModifyingCTE) };
     matches!(op, CMD_DELETE | CMD_UPDATE | CMD_MERGE) || cte || (op == CMD_INSERT && upserts(pstmt))
+}
+
+/// The tables that keep pg_prodguard's history: append-only for everyone (their own
+/// trigger refuses UPDATE, DELETE and TRUNCATE); written here only by the extension.
+const HISTORY_TABLES: [&str; 4] = ["audit_log", "backup_table", "backup_row", "denial_log"];
+
+/// Writes to pg_prodguard's own tables by statements (issue 15): in production only its
+/// functions write them (the OWN_WRITE pass); an INSERT into any of them (a forged audit
+/// entry) and any write to its configuration (protection rules, dictionaries, changes)
+/// is judged like a change to the extension itself.
+///
+/// # Safety
+/// `estate` must be the executor state of `pstmt` after standard start.
+unsafe fn own_tables(
+    estate: *mut pg_sys::EState,
+    pstmt: *mut pg_sys::PlannedStmt,
+    env: Environment,
+) {
+    if passes::OWN_WRITE.get() || passes::PURGING.get() {
+        return;
+    }
+    let Some(ours) = extension::own_namespace() else {
+        return;
+    };
+    // SAFETY: guaranteed by the caller; the opened result relations are open.
+    unsafe {
+        let insert = (*pstmt).commandType == pg_sys::CmdType::CMD_INSERT;
+        for info in PgList::<pg_sys::ResultRelInfo>::from_pg((*estate).es_opened_result_relations)
+            .iter_ptr()
+        {
+            let rel = (*info).ri_RelationDesc;
+            if rel.is_null() || (*(*rel).rd_rel).relnamespace != ours {
+                continue;
+            }
+            let name = pg::cstr_or((*(*rel).rd_rel).relname.data.as_ptr(), "");
+            if !insert && HISTORY_TABLES.contains(&name.as_str()) {
+                continue; // append_only refuses it, for everyone
+            }
+            let command = match (*pstmt).commandType {
+                pg_sys::CmdType::CMD_INSERT => "INSERT",
+                pg_sys::CmdType::CMD_UPDATE => "UPDATE",
+                pg_sys::CmdType::CMD_DELETE => "DELETE",
+                pg_sys::CmdType::CMD_MERGE => "MERGE",
+                _ => "a write",
+            };
+            judge(
+                env,
+                Finding::here(
+                    Guard::Row,
+                    command,
+                    pg::describe_table((*rel).rd_id),
+                    format!(
+                        "pg_prodguard's own tables change only through its functions (protect(), dictionary_add(), request_change(), ...), which record the change; a statement that writes them directly is judged like a change to the extension itself."
+                    ),
+                    Some((*rel).rd_id),
+                ),
+            );
+        }
+    }
 }
 
 /// Whether the plan writes anything (and is going to run).
@@ -411,14 +471,19 @@ fn take<V>(list: &RefCell<Vec<(usize, V)>>, key: usize) -> Option<V> {
 pub unsafe fn after_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
     // SAFETY: guaranteed by the caller.
     let (pstmt, estate) = unsafe { ((*qd).plannedstmt, (*qd).estate) };
-    if restore_session::refused() && writes(pstmt, eflags) {
-        restore_session::refuse_rest("a write");
-    }
-    if !modifies_rows(pstmt, eflags) || estate.is_null() {
+    if estate.is_null() || !writes(pstmt, eflags) {
         return;
+    }
+    if restore_session::refused() {
+        restore_session::refuse_rest("a write");
     }
     let env = settings::environment();
     if env == Environment::Development || extension::in_own_script() {
+        return;
+    }
+    // SAFETY: the executor state after standard start.
+    unsafe { own_tables(estate, pstmt, env) };
+    if !modifies_rows(pstmt, eflags) {
         return;
     }
     // SAFETY: `pstmt` is the plan being started.

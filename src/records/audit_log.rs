@@ -136,6 +136,7 @@ fn target() -> Option<Rc<Target>> {
     })
     .ok()
     .flatten()?;
+    check_layout(table);
     let t = Rc::new(Target {
         table,
         sequence,
@@ -143,6 +144,69 @@ fn target() -> Option<Rc<Target>> {
     });
     TARGET.with(|c| *c.borrow_mut() = Some(t.clone()));
     Some(t)
+}
+
+/// The type every column the writer fills must have: the writer forms the tuple column by
+/// column, so a column of another type (an ALTER TABLE where that was allowed, a damaged
+/// install) would make it write a value of the wrong type.
+const LAYOUT: [(&[u8], pg_sys::Oid); 21] = [
+    (b"id", pg_sys::INT8OID),
+    (b"logged_at", pg_sys::TIMESTAMPTZOID),
+    (b"txid", pg_sys::XID8OID),
+    (b"action", pg_sys::TEXTOID),
+    (b"table_oid", pg_sys::OIDOID),
+    (b"schema_name", pg_sys::TEXTOID),
+    (b"table_name", pg_sys::TEXTOID),
+    (b"row_key", pg_sys::JSONBOID),
+    (b"old_row", pg_sys::JSONBOID),
+    (b"new_row", pg_sys::JSONBOID),
+    (b"changed_columns", pg_sys::TEXTARRAYOID),
+    (b"db_user", pg_sys::TEXTOID),
+    (b"session_user", pg_sys::TEXTOID),
+    (b"application_name", pg_sys::TEXTOID),
+    (b"client_addr", pg_sys::INETOID),
+    (b"backend_pid", pg_sys::INT4OID),
+    (b"environment", pg_sys::TEXTOID),
+    (b"override_reason", pg_sys::TEXTOID),
+    (b"test_data", pg_sys::JSONBOID),
+    (b"object", pg_sys::TEXTOID),
+    (b"statement", pg_sys::TEXTOID),
+];
+
+/// Checks audit_log's columns against `LAYOUT` once per cache generation (its relcache
+/// entry changes with any ALTER TABLE, which empties the cache): a mismatch is a clean
+/// error naming the table and column, never a tuple of the wrong shape.
+fn check_layout(table: pg_sys::Oid) {
+    // SAFETY: the relation is opened with AccessShareLock and closed; its descriptor is
+    // read while open.
+    let wrong = unsafe {
+        let rel = pg_sys::table_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let tupdesc = (*rel).rd_att;
+        let mut wrong = None;
+        for i in 0..(*tupdesc).natts as usize {
+            let att = &*(*tupdesc).attrs.as_ptr().add(i);
+            if att.attisdropped {
+                continue;
+            }
+            let name = CStr::from_ptr(att.attname.data.as_ptr()).to_bytes();
+            if let Some((_, expected)) = LAYOUT.iter().find(|(n, _)| *n == name) {
+                if att.atttypid != *expected {
+                    wrong = Some(String::from_utf8_lossy(name).into_owned());
+                    break;
+                }
+            }
+        }
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        wrong
+    };
+    if let Some(column) = wrong {
+        crate::core::error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("prodguard.audit_log has an unexpected layout: column \"{column}\" has another type"),
+            "pg_prodguard writes audit entries column by column and will not write one into a table it does not recognise.",
+            "Restore the column's type (\\d prodguard.audit_log against a fresh install), or reinstall the extension's objects.",
+        );
+    }
 }
 
 /// Writes one entry; returns its id, or `None` where the extension is not installed.

@@ -36,6 +36,7 @@ pub fn backup_with(relid: pg_sys::Oid, audit_id: i64, command: &str, over_limit:
     let table = pg::qualified_identifier(relid);
     let limit = i64::from(settings::BACKUP_MAX_ROWS.get());
     let done = extension::as_owner_of(log, || -> Result<(), String> {
+        let _own = crate::core::passes::FlagGuard::set(&crate::core::passes::OWN_WRITE, true);
         let rows = crate::core::spi::one::<i64>(&format!("SELECT count(*) FROM {table}"), &[])
             .map_err(|e| e.to_string())?
             .unwrap_or(0);
@@ -54,7 +55,8 @@ pub fn backup_with(relid: pg_sys::Oid, audit_id: i64, command: &str, over_limit:
         }
         Spi::run_with_args(
             "INSERT INTO prodguard.backup_table
-                 (audit_id, table_oid, schema_name, table_name, columns, primary_key, row_count)
+                 (audit_id, table_oid, schema_name, table_name, columns, primary_key, row_count,
+                  table_owner)
              SELECT $1, c.oid, n.nspname, c.relname,
                     (SELECT jsonb_agg(jsonb_build_object('name', a.attname,
                                 'type', format_type(a.atttypid, a.atttypmod),
@@ -65,7 +67,7 @@ pub fn backup_with(relid: pg_sys::Oid, audit_id: i64, command: &str, over_limit:
                        FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
                       WHERE i.indrelid = c.oid AND i.indisprimary
                         AND a.attrelid = c.oid AND a.attnum = k.attnum),
-                    $3
+                    $3, pg_get_userbyid(c.relowner)
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE c.oid = $2",
             &[audit_id.into(), relid.into(), rows.into()],

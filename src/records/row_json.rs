@@ -35,6 +35,10 @@ enum Kind {
     DateTime(pg_sys::Oid),
     /// Types to_jsonb writes as the string their output function returns.
     Output(*mut pg_sys::FmgrInfo),
+    /// json: to_jsonb(value), except for json that jsonb cannot hold (`\u0000`, lone
+    /// surrogates), which PostgreSQL accepts in json: kept as a jsonb string of its text,
+    /// so that the audit never fails a write PostgreSQL accepts.
+    Json(*mut pg_sys::FmgrInfo),
     /// Everything else: to_jsonb(value) for the column's type.
     ToJsonb(*mut pg_sys::FmgrInfo),
 }
@@ -196,6 +200,7 @@ unsafe fn kind_of(typid: pg_sys::Oid, context: pg_sys::MemoryContext) -> Kind {
             | pg_sys::CIDROID
             | pg_sys::TIMEOID
             | pg_sys::TIMETZOID => output(base),
+            pg_sys::JSONOID => Kind::Json(to_jsonb_for(typid, context)),
             _ => Kind::ToJsonb(to_jsonb_for(typid, context)),
         }
     }
@@ -297,12 +302,35 @@ unsafe fn value(out: &mut Writer, kind: &Kind, datum: pg_sys::Datum) -> u32 {
                 pg_sys::pfree(s.cast());
                 pg_sys::JENTRY_ISSTRING
             }
+            Kind::Json(flinfo) => {
+                let text = varlena_bytes(datum);
+                if json_beyond_jsonb(text) {
+                    out.bytes(text);
+                    pg_sys::JENTRY_ISSTRING
+                } else {
+                    let j = pg_sys::FunctionCall1Coll(*flinfo, pg_sys::InvalidOid, datum);
+                    splice(out, varlena_bytes(j))
+                }
+            }
             Kind::ToJsonb(flinfo) => {
                 let j = pg_sys::FunctionCall1Coll(*flinfo, pg_sys::InvalidOid, datum);
                 splice(out, varlena_bytes(j))
             }
         }
     }
+}
+
+/// Whether json text holds an escape jsonb cannot store: `\u0000`, or a UTF-16 surrogate
+/// (`\ud800`-`\udfff`; a valid pair is accepted by jsonb, but telling pairs from lone ones
+/// is not worth it: such text is kept as a string either way).
+fn json_beyond_jsonb(text: &[u8]) -> bool {
+    text.windows(6).any(|w| {
+        w[0] == b'\\'
+            && (w[1] == b'u' || w[1] == b'U')
+            && (&w[2..6] == b"0000"
+                || ((w[2] == b'd' || w[2] == b'D')
+                    && matches!(w[3], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')))
+    })
 }
 
 /// An integer as a jsonb number.

@@ -84,7 +84,16 @@ impl<const N: usize> Text<N> {
     }
 
     pub fn get(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+        // (a length beyond the buffer, from a damaged queue file, reads as empty)
+        self.bytes
+            .get(..self.len as usize)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+
+    /// Whether the length fits the buffer and the bytes are text.
+    fn sane(&self) -> bool {
+        (self.len as usize) <= N && std::str::from_utf8(&self.bytes[..self.len as usize]).is_ok()
     }
 }
 
@@ -115,6 +124,20 @@ pub struct Record {
 }
 
 impl Record {
+    /// Whether every text field is within its buffer and valid UTF-8.
+    fn sane(&self) -> bool {
+        self.database.sane()
+            && self.db_user.sane()
+            && self.session_user.sane()
+            && self.application.sane()
+            && self.client.sane()
+            && self.guard.sane()
+            && self.command.sane()
+            && self.object.sane()
+            && self.detail.sane()
+            && self.statement.sane()
+    }
+
     pub fn empty() -> Box<Record> {
         // SAFETY: every field is an integer or a byte array; all zeroes is a valid value
         // (FREE, empty strings).
@@ -508,12 +531,13 @@ fn load_saved() {
             .get(at..at + 8)
             .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
     };
-    if word(0) != Some(FILE_MAGIC) || word(8) != Some(rsize as u64) {
-        pgrx::log!("prodguard: ignored {QUEUE_FILE}: written by another version");
+    if word(0) != Some(FILE_MAGIC) || word(8) != Some(rsize as u64) || word(16).is_none() {
+        pgrx::log!("prodguard: ignored {QUEUE_FILE}: written by another version, or damaged");
         return;
     }
     let next_id = word(16).unwrap_or(0) as i64;
     let mut loaded = 0;
+    let mut damaged = 0;
     locked(|records, h| {
         // ids stay unique: continue after the saved ones if the clock went back
         if h.next_id.load(Ordering::Relaxed) < next_id {
@@ -523,13 +547,18 @@ fn load_saved() {
             .iter_mut()
             .zip(bytes[FILE_HEADER_LEN..].chunks_exact(rsize))
         {
-            // SAFETY: the chunk holds the bytes of a Record written by this version.
+            // SAFETY: the chunk has the size of a Record, which is plain old data: any bytes
+            // are a value of it; the text fields are checked before the record is kept.
             let mut r: Record =
                 unsafe { std::ptr::read_unaligned(chunk.as_ptr() as *const Record) };
+            if !r.sane() {
+                damaged += 1;
+                continue;
+            }
             r.state = READY;
             *slot = r;
             loaded += 1;
         }
     });
-    pgrx::log!("prodguard: {loaded} queued denial records restored from {QUEUE_FILE}");
+    pgrx::log!("prodguard: {loaded} queued denial records restored from {QUEUE_FILE} ({damaged} damaged ones skipped)");
 }

@@ -16,6 +16,7 @@
 //! reports the rest), and the extension's own install and upgrade scripts.
 
 mod cluster;
+mod own_objects;
 mod pg_restore;
 mod rewrites;
 mod tables;
@@ -179,7 +180,12 @@ pub unsafe fn check(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) {
         unsafe { pg_restore::check(stmt, statement_text(pstmt, query).as_deref()) };
     }
     // SAFETY: `stmt` is a valid parse node.
-    let judged = unsafe { classify(stmt) };
+    let mut judged = unsafe { classify(stmt) };
+    if judged.is_empty() {
+        // any other change to the extension's own objects
+        // SAFETY: `stmt` is a valid parse node.
+        judged = unsafe { own_objects::check(stmt) };
+    }
     if judged.is_empty() {
         return;
     }

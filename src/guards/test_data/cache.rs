@@ -70,9 +70,18 @@ pub fn matcher() -> Rc<Matcher> {
     }
     let epoch = EPOCH.get();
     let table = extension::own_table(c"dictionary");
-    let patterns = table
-        .and_then(|t| extension::as_owner_of(t, load_patterns))
-        .unwrap_or_default();
+    let patterns = match table.map(|t| extension::as_owner_of(t, load_patterns)) {
+        None => Vec::new(), // not installed here: no dictionaries
+        Some(Some(Ok(patterns))) => patterns,
+        Some(failed) => {
+            let why = match failed {
+                Some(Err(e)) => e.to_string(),
+                _ => "The owner of prodguard.dictionary could not be found.".into(),
+            };
+            crate::core::error::cannot_decide("its test-data dictionaries", why);
+            return Rc::new(Matcher::new(Vec::new())); // (not kept)
+        }
+    };
     let matcher = Rc::new(Matcher::new(patterns));
     if EPOCH.get() == epoch {
         CACHE.with(|c| {
@@ -84,7 +93,7 @@ pub fn matcher() -> Rc<Matcher> {
     matcher
 }
 
-fn load_patterns() -> Vec<Pattern> {
+fn load_patterns() -> Result<Vec<Pattern>, pgrx::spi::SpiError> {
     Spi::connect(|client| {
         client
             .select(
@@ -108,7 +117,6 @@ fn load_patterns() -> Vec<Pattern> {
                 })
                 .collect()
             })
-            .unwrap_or_default()
     })
 }
 
