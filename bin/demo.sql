@@ -101,6 +101,10 @@ INSERT INTO extraction_products VALUES (9, 1, 'Warburtons Toastie White Bread 80
     (9, 4, 'Yorkshire Tea 80 Bags', 3.25);
 SELECT prodguard.protect('extraction_products');
 SELECT prodguard.protect('extraction_queue');
+-- the team's fixture products, so that the guard knows them (the built-in dictionaries
+-- know placeholder people, test cards, reserved domains, ...)
+SELECT prodguard.dictionary_add('fixture_products',
+    ARRAY['Coca Cola Classic', 'Pepsi Regular', 'Sprite Lemon-Lime', 'Mountain Dew']);
 CREATE TABLE extraction_products_before AS SELECT * FROM extraction_products;
 -- add_test_extraction_data.py, run with the service key against production:
 UPDATE extraction_products SET product = CASE position WHEN 1 THEN 'Coca Cola Classic'

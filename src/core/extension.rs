@@ -28,25 +28,46 @@ pub fn preloaded() -> bool {
     PRELOADED.load(Ordering::Relaxed)
 }
 
+thread_local! {
+    /// The schema's oid as last looked up (`Some(InvalidOid)`: not installed), forgotten
+    /// whenever pg_namespace changes. The row guard asks for every write.
+    static NAMESPACE: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
+    static NAMESPACE_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Syscache invalidation callback of pg_namespace: forget, never look anything up.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn forget_namespace(
+    _arg: pg_sys::Datum,
+    _cache: std::ffi::c_int,
+    _hash: u32,
+) {
+    NAMESPACE.set(None);
+}
+
 /// The oid of the extension's schema in this database, `None` where it is not installed.
-/// Kept per backend once found (a renamed schema keeps its oid).
 pub fn own_namespace() -> Option<pg_sys::Oid> {
-    thread_local! {
-        static NAMESPACE: std::cell::Cell<pg_sys::Oid> = const { std::cell::Cell::new(pg_sys::InvalidOid) };
+    if !NAMESPACE_CALLBACK.get() {
+        // SAFETY: registers a #[pg_guard] callback for the life of the backend.
+        unsafe {
+            pg_sys::CacheRegisterSyscacheCallback(
+                pg_sys::SysCacheIdentifier::NAMESPACEOID as std::ffi::c_int,
+                Some(forget_namespace),
+                pg_sys::Datum::from(0),
+            )
+        };
+        NAMESPACE_CALLBACK.set(true);
     }
-    let cached = NAMESPACE.get();
-    // SAFETY: syscache lookups; NULL/InvalidOid when nothing matches.
-    unsafe {
-        if cached != pg_sys::InvalidOid && !pg_sys::get_namespace_name(cached).is_null() {
-            return Some(cached);
+    let nsp = match NAMESPACE.get() {
+        Some(nsp) => nsp,
+        None => {
+            // SAFETY: a syscache lookup; InvalidOid when nothing matches.
+            let nsp = unsafe { pg_sys::get_namespace_oid(c"prodguard".as_ptr(), true) };
+            NAMESPACE.set(Some(nsp));
+            nsp
         }
-        let nsp = pg_sys::get_namespace_oid(c"prodguard".as_ptr(), true);
-        if nsp == pg_sys::InvalidOid {
-            return None;
-        }
-        NAMESPACE.set(nsp);
-        Some(nsp)
-    }
+    };
+    (nsp != pg_sys::InvalidOid).then_some(nsp)
 }
 
 /// The oid of one of the extension's tables, or `None` when it is not installed here.

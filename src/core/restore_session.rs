@@ -9,7 +9,6 @@ use std::cell::Cell;
 use pgrx::prelude::*;
 
 use crate::core::error::raise;
-use crate::core::pg::cstr_or;
 
 /// The HINT of every refusal of a pg_restore: the ways to refresh a production database.
 pub const WAY_FORWARD: &str = "Restore into a new database and switch over (createdb app_new; pg_restore -d app_new ...), or, as the documented operator path, run the same pg_restore under an approved change: PGOPTIONS='-c prodguard.override=change:<id>' pg_restore --clean ... (README: Refreshing a production database).";
@@ -20,8 +19,12 @@ thread_local! {
 
 /// Whether this session is pg_restore's (its application_name, which pg_restore sets).
 pub fn is_pg_restore() -> bool {
-    // SAFETY: application_name is NULL or the session's NUL-terminated setting.
-    unsafe { cstr_or(pgrx::pg_sys::application_name, "") == "pg_restore" }
+    // SAFETY: application_name is NULL or the session's NUL-terminated setting; compared
+    // in place (this runs for every utility statement).
+    unsafe {
+        let name = pgrx::pg_sys::application_name;
+        !name.is_null() && std::ffi::CStr::from_ptr(name).to_bytes() == b"pg_restore"
+    }
 }
 
 /// Marks (or unmarks) this session as a refused pg_restore.
