@@ -12,8 +12,9 @@
 //! | planner | `row_guard::mark_plan` (DELETE/UPDATE without WHERE) |
 //! | ExecutorStart | `row_guard::after_start` (before any row is touched) |
 //! | ExecutorFinish | `row_guard::after_finish` (rows changed) |
-//! | object_access (OAT_DROP) | `command_guard::cascaded_drop` (a protected table or column dropped by a statement the command guard does not judge, e.g. `DROP TYPE ... CASCADE`), `command_guard::large_object_drop` (`lo_unlink()`) |
-//! | shmem_request, shmem_startup | `records::shmem` (the denial queue and the metrics counters; only under shared_preload_libraries) |
+//! | object_access (OAT_FUNCTION_EXECUTE of setval()) | `command_guard::function_prepared`, then `executor_started` / `statement_finished` from the executor hooks (the extension's own sequences) |
+//! | object_access (OAT_DROP) | `command_guard::cascaded_drop` (a protected table or column dropped by a statement the command guard does not judge, e.g. `DROP TYPE ... CASCADE`), `command_guard::large_object_drop` (`lo_unlink()`), `records::history::keep_before_drop` (the history tables copied aside before any drop) |
+//! //! | shmem_request, shmem_startup | `records::shmem` (the denial queue and the metrics counters; only under shared_preload_libraries) |
 //!
 //! # Errors pass through untouched
 //!
@@ -41,9 +42,10 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::core::error::catch_bug;
+use crate::core::extension;
 use crate::guards::command as command_guard;
 use crate::guards::row as row_guard;
-use crate::records::shmem;
+use crate::records::{history, shmem};
 
 /// LargeObjectRelationId (pg_largeobject), the class of a large object in the object-access
 /// hook; pgrx does not export it.
@@ -130,6 +132,11 @@ unsafe extern "C-unwind" fn object_access(
     {
         // SAFETY: a #[pg_guard] function with plain arguments.
         unsafe { object_drop_guarded(class_id, object_id, sub_id) };
+    } else if access == pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE
+        && command_guard::is_setval(object_id)
+    {
+        // SAFETY: a #[pg_guard] function with a plain argument.
+        unsafe { function_prepared_guarded(object_id) };
     }
     // SAFETY: the saved hook receives our arguments unchanged; this frame holds nothing to
     // drop.
@@ -138,6 +145,11 @@ unsafe extern "C-unwind" fn object_access(
             prev(access, class_id, object_id, sub_id, arg);
         }
     }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn function_prepared_guarded(fn_oid: pg_sys::Oid) {
+    catch_bug("the object-access hook", || command_guard::function_prepared(fn_oid));
 }
 
 #[pg_guard]
@@ -150,7 +162,10 @@ unsafe extern "C-unwind" fn object_drop_guarded(
         if class_id == LARGE_OBJECT_RELATION_ID {
             command_guard::large_object_drop(object_id)
         } else {
-            command_guard::cascaded_drop(object_id, sub_id)
+            command_guard::cascaded_drop(object_id, sub_id);
+            if sub_id == 0 && !extension::in_own_script() {
+                history::keep_before_drop(object_id);
+            }
         }
     });
 }
@@ -172,6 +187,9 @@ unsafe extern "C-unwind" fn process_utility(
     // SAFETY: PostgreSQL passes a valid PlannedStmt and query text. The guard refuses here
     // (an ERROR from a #[pg_guard] function), or marks whether it judged the statement's
     // drops and returns the enclosing statement's mark.
+    // A COPY of a dump's history into a history table that holds this database's own
+    // history is sent to a temporary table instead (a copy of the tree: ours to change).
+    let pstmt = unsafe { redirect_guarded(pstmt) };
     let enclosing = unsafe { utility_guarded(pstmt, query_string) };
     // SAFETY: as above; the arguments are passed on unchanged.
     let failed = unsafe {
@@ -194,6 +212,14 @@ unsafe extern "C-unwind" fn process_utility(
         // SAFETY: the ERROR is still PostgreSQL's current error; re-throw it as it is.
         unsafe { raw::pg_re_throw() }
     }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn redirect_guarded(
+    pstmt: *mut pg_sys::PlannedStmt,
+) -> *mut pg_sys::PlannedStmt {
+    // SAFETY: guaranteed by the caller (the hook's own argument).
+    catch_bug("the command guard", || unsafe { command_guard::keep_own_history(pstmt) })
 }
 
 #[pg_guard]
@@ -312,6 +338,7 @@ unsafe extern "C-unwind" fn mark_guarded(marks: *mut pg_sys::List, plan: *mut pg
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
     // SAFETY: PostgreSQL passes a valid QueryDesc; the saved hook (or the standard
     // function) receives our arguments unchanged.
+    command_guard::executor_starting();
     unsafe {
         match PREV_EXECUTOR_START {
             Some(prev) => prev(query_desc, eflags),
@@ -325,6 +352,7 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
 unsafe extern "C-unwind" fn start_guarded(query_desc: *mut pg_sys::QueryDesc, eflags: c_int) {
     // SAFETY: the QueryDesc after standard start.
     catch_bug("the row guard", || unsafe {
+        command_guard::executor_started((*query_desc).plannedstmt);
         row_guard::after_start(query_desc, eflags)
     });
 }
@@ -344,6 +372,7 @@ unsafe extern "C-unwind" fn executor_finish(query_desc: *mut pg_sys::QueryDesc) 
 unsafe extern "C-unwind" fn finish_guarded(query_desc: *mut pg_sys::QueryDesc) {
     // SAFETY: the QueryDesc after standard finish.
     catch_bug("the row guard", || unsafe {
+        command_guard::statement_finished();
         row_guard::after_finish(query_desc)
     });
 }

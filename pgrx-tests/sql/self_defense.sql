@@ -41,6 +41,15 @@ INSERT INTO prodguard.denial_log (id, at, database, db_user, "session_user", gua
 COPY prodguard.audit_log (action, db_user, environment) FROM STDIN;
 FORGED	someone	production
 \.
+-- setval() on its sequences: named (refused before it runs) or computed (put back at
+-- once, then refused); an application's sequence is not concerned.
+SELECT last_value AS seq_before FROM prodguard.audit_log_id_seq \gset
+SELECT setval('prodguard.audit_log_id_seq', 1);
+SELECT setval(pg_get_serial_sequence('prodguard.audit_log', 'id'), 1);
+DO $$ DECLARE s text := 'prodguard.audit_log_id_seq'; n bigint; BEGIN n := setval(s, 2); END $$;
+SELECT last_value = :seq_before AS sequence_unmoved FROM prodguard.audit_log_id_seq;
+CREATE TABLE sd_seq (id serial);
+SELECT setval('sd_seq_id_seq', 42);
 -- Nothing changed: the audit goes on as before.
 UPDATE sd_orders SET item = 'Sourdough' WHERE id = 1;
 SELECT count(*) - :audit_rows_before AS new_audit_rows,

@@ -15,6 +15,25 @@ use pgrx::pg_sys;
 pub const NAME: &str = "pg_prodguard";
 pub const SCHEMA: &str = "prodguard";
 
+/// The tables that keep pg_prodguard's history, in the order they are re-attached:
+/// append-only for everyone (their own trigger refuses UPDATE, DELETE and TRUNCATE),
+/// written only by the extension, and kept when the extension is dropped
+/// (`records::history`).
+pub const HISTORY_TABLES: [&str; 4] = ["audit_log", "backup_table", "backup_row", "denial_log"];
+
+/// What `records::history` keeps across DROP EXTENSION: the history tables and the
+/// approved changes (a restore in place runs under one, across its own DROP EXTENSION).
+pub const KEPT_TABLES: [&str; 5] = [
+    "audit_log",
+    "backup_table",
+    "backup_row",
+    "denial_log",
+    "change_request",
+];
+
+/// Where the history waits between DROP EXTENSION and the next CREATE EXTENSION.
+pub const KEPT_SCHEMA: &str = "prodguard_history";
+
 /// Whether the library was loaded at server or session start (set by `_PG_init`).
 static PRELOADED: AtomicBool = AtomicBool::new(false);
 

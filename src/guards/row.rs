@@ -190,10 +190,6 @@ fn modifies_rows(pstmt: *mut pg_sys::PlannedStmt, eflags: c_int) -> bool {
     matches!(op, CMD_DELETE | CMD_UPDATE | CMD_MERGE) || cte || (op == CMD_INSERT && upserts(pstmt))
 }
 
-/// The tables that keep pg_prodguard's history: append-only for everyone (their own
-/// trigger refuses UPDATE, DELETE and TRUNCATE); written here only by the extension.
-const HISTORY_TABLES: [&str; 4] = ["audit_log", "backup_table", "backup_row", "denial_log"];
-
 /// Writes to pg_prodguard's own tables by statements (issue 15): in production only its
 /// functions write them (the OWN_WRITE pass); an INSERT into any of them (a forged audit
 /// entry) and any write to its configuration (protection rules, dictionaries, changes)
@@ -223,7 +219,7 @@ unsafe fn own_tables(
                 continue;
             }
             let name = pg::cstr_or((*(*rel).rd_rel).relname.data.as_ptr(), "");
-            if !insert && HISTORY_TABLES.contains(&name.as_str()) {
+            if !insert && extension::HISTORY_TABLES.contains(&name.as_str()) {
                 continue; // append_only refuses it, for everyone
             }
             let command = match (*pstmt).commandType {

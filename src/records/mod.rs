@@ -10,10 +10,12 @@
 //! - `row_json`: rows as jsonb, written directly in jsonb's binary format;
 //! - `backup`: copies of a protected table before an overridden TRUNCATE or DROP;
 //! - `denial`: the `prodguard:` log line and the denial record of each refusal;
+//! - `history`: the history tables copied aside before a drop, for the next CREATE EXTENSION;
 //! - `shmem`: shared memory: the denial queue and the metrics counters.
 
 pub mod audit_log;
 pub mod backup;
 pub mod denial;
+pub mod history;
 pub mod row_json;
 pub mod shmem;

@@ -19,7 +19,11 @@ mod cluster;
 mod own_objects;
 mod pg_restore;
 mod rewrites;
+mod sequences;
 mod tables;
+
+pub use self::own_objects::keep_own_history;
+pub use self::sequences::is_setval;
 
 use std::ffi::{c_char, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,6 +162,33 @@ pub fn large_object_drop(loid: pg_sys::Oid) {
     if let Some(j) = rewrites::large_object_removal(loid) {
         policy::enforce(j.env, &j.finding, j.scope, None);
     }
+}
+
+/// The object-access hook's OAT_FUNCTION_EXECUTE: the executor prepares a call of
+/// `fn_oid`; only setval() matters (the extension's own sequences).
+pub fn function_prepared(fn_oid: pg_sys::Oid) {
+    if sequences::is_setval(fn_oid) {
+        sequences::call_prepared();
+    }
+}
+
+/// Before an executor start (cannot fail).
+pub fn executor_starting() {
+    sequences::statement_starting();
+}
+
+/// After an executor start: a setval() of an own sequence named as a constant is judged.
+///
+/// # Safety
+/// `pstmt` must be NULL or the valid PlannedStmt of the executor just started.
+pub unsafe fn executor_started(pstmt: *mut pg_sys::PlannedStmt) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { sequences::statement_started(pstmt) }
+}
+
+/// After a statement: an own sequence moved back by setval() is put back.
+pub fn statement_finished() {
+    sequences::compare();
 }
 
 /// Checks one utility statement; raises an ERROR when production refuses it, and writes

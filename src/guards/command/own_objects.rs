@@ -10,7 +10,7 @@
 use pgrx::pg_sys;
 use pgrx::PgList;
 
-use crate::core::extension::{self, SCHEMA};
+use crate::core::extension::{self, KEPT_TABLES, SCHEMA};
 use crate::core::pg::{cstr_or, opt_cstr};
 
 use super::{local, string_node, Judged, Rule};
@@ -121,10 +121,85 @@ pub unsafe fn check(stmt: *mut pg_sys::Node) -> Vec<Judged> {
         .collect()
 }
 
+/// In a session whose CREATE EXTENSION re-attached the kept history (the restore in place
+/// of a dump, by pg_restore --clean or `pg_restore | psql`, dropped and created the
+/// extension), `COPY prodguard.<kept table> FROM ...` (the dump's copy of the history or
+/// the approved changes) into a kept table that holds rows: this database keeps its own,
+/// and the dump's rows go into a temporary table of the same layout instead, with a
+/// NOTICE. Into an empty table (a fresh database), and in any other session (where a COPY
+/// into the extension's tables is judged like DDL on them), nothing changes here.
+/// Returns the statement to run: `pstmt` itself, or a changed copy of it.
+///
+/// # Safety
+/// `pstmt` must be the PlannedStmt PostgreSQL passed to the ProcessUtility hook.
+pub unsafe fn keep_own_history(pstmt: *mut pg_sys::PlannedStmt) -> *mut pg_sys::PlannedStmt {
+    // SAFETY: guaranteed by the caller; the node is read as the struct its tag names.
+    unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        if stmt.is_null() {
+            return pstmt;
+        }
+        if (*stmt).type_ == pg_sys::NodeTag::T_CreateExtensionStmt {
+            let s = &*(stmt as *mut pg_sys::CreateExtensionStmt);
+            if cstr_or(s.extname, "") == extension::NAME
+                && pg_sys::get_namespace_oid(c"prodguard_history".as_ptr(), true)
+                    != pg_sys::InvalidOid
+            {
+                REATTACHED.set(true);
+            }
+            return pstmt;
+        }
+        if (*stmt).type_ != pg_sys::NodeTag::T_CopyStmt || !REATTACHED.get() {
+            return pstmt;
+        }
+        let s = &*(stmt as *mut pg_sys::CopyStmt);
+        if !s.is_from || s.relation.is_null() || extension::in_own_script() {
+            return pstmt;
+        }
+        let Some(ours) = extension::own_namespace() else {
+            return pstmt;
+        };
+        let name = cstr_or((*s.relation).relname, "");
+        if !KEPT_TABLES.contains(&name.as_str()) || rv_in_schema(s.relation).is_none() {
+            return pstmt;
+        }
+        let c_name = std::ffi::CString::new(name.as_str()).unwrap_or_default();
+        let relid = pg_sys::get_relname_relid(c_name.as_ptr(), ours);
+        if relid == pg_sys::InvalidOid
+            || crate::core::pg::holds_no_rows(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE)
+        {
+            return pstmt;
+        }
+        let temp = format!("prodguard_dump_{name}");
+        if let Err(e) = pgrx::Spi::run(&format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {SCHEMA}.{name})"
+        )) {
+            crate::core::error::raise_internal("set the dump's history aside", e);
+        }
+        crate::core::error::notice(format!(
+            "table \"{SCHEMA}.{name}\" keeps this database's own history: the rows of this COPY go to temporary table \"{temp}\" and are not added to it"
+        ));
+        let copy = pg_sys::copyObjectImpl(pstmt as *const std::ffi::c_void) as *mut pg_sys::PlannedStmt;
+        let copied = (*copy).utilityStmt as *mut pg_sys::CopyStmt;
+        let c_temp = std::ffi::CString::new(temp).unwrap_or_default();
+        (*copied).relation = pg_sys::makeRangeVar(
+            pg_sys::pstrdup(c"pg_temp".as_ptr()),
+            pg_sys::pstrdup(c_temp.as_ptr()),
+            -1,
+        );
+        copy
+    }
+}
+
+thread_local! {
+    /// Whether this session's CREATE EXTENSION pg_prodguard found kept history to put back.
+    static REATTACHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// A restore into a database where pg_prodguard has no history yet (a fresh install): the
 /// dump's configuration and history are loaded with COPY, table after table, in the
 /// session whose first such COPY found the audit log empty.
-fn restores_fresh_database() -> bool {
+pub(super) fn restores_fresh_database() -> bool {
     thread_local! {
         static FRESH_RESTORE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }

@@ -21,7 +21,7 @@ use pgrx::pg_sys;
 use pgrx::PgList;
 
 use crate::core::breakglass::Scope;
-use crate::core::extension::{self, SCHEMA};
+use crate::core::extension::{self, KEPT_SCHEMA, SCHEMA};
 use crate::core::finding::{Finding, Guard};
 use crate::core::pg::{self, cstr_or, current_database};
 use crate::core::restore_session::{self, WAY_FORWARD};
@@ -142,7 +142,8 @@ unsafe fn destructive(stmt: *mut pg_sys::Node) -> Option<(&'static str, Option<p
     }
 }
 
-/// The first permanent table outside the system and pg_prodguard's schemas that holds a
+/// The first permanent table outside the system and pg_prodguard's schemas (its own, and
+/// `prodguard_history` where a restore's DROP EXTENSION keeps its history) that holds a
 /// row, if any.
 fn first_populated_table() -> Option<pg_sys::Oid> {
     let tables: Vec<pg_sys::Oid> = extension::with_pinned_search_path(|| {
@@ -152,11 +153,11 @@ fn first_populated_table() -> Option<pg_sys::Oid> {
                     "SELECT c.oid FROM pg_catalog.pg_class c
                        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                       WHERE c.relkind = 'r' AND c.relpersistence = 'p'
-                        AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
+                        AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1, $2)
                         AND n.nspname NOT LIKE 'pg\\_toast%'
                       ORDER BY c.oid",
                     None,
-                    &[SCHEMA.into()],
+                    &[SCHEMA.into(), KEPT_SCHEMA.into()],
                 )
                 .map(|rows| {
                     rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten())

@@ -284,6 +284,10 @@ pub fn drop_objects(s: &pg_sys::DropStmt) -> Vec<Judged> {
                 // SAFETY: each element is a String node.
                 .map(|n| unsafe { string_node(n) })
                 .filter(|name| schema_exists_and_not_temp(name))
+                // (pg_restore --clean drops the schema pg_prodguard left empty when its own
+                // DROP EXTENSION ran: nothing is destroyed, and the override that dropped
+                // the extension, an approved change, is unreadable until it is back)
+                .filter(|name| name != SCHEMA || !left_empty_by_extension())
                 .collect();
             let mut judged: Vec<Judged> = names
                 .iter()
@@ -479,4 +483,20 @@ fn schema_exists_and_not_temp(name: &str) -> bool {
         let oid = pg_sys::get_namespace_oid(cname.as_ptr(), true);
         oid != pg_sys::InvalidOid && !pg_sys::isAnyTempNamespace(oid)
     }
+}
+
+/// Whether the `prodguard` schema is what DROP EXTENSION pg_prodguard left: the extension
+/// is not installed and the schema holds no relation.
+fn left_empty_by_extension() -> bool {
+    // SAFETY: a catalog lookup by name, missing_ok.
+    let installed =
+        unsafe { pg_sys::get_extension_oid(c"pg_prodguard".as_ptr(), true) } != pg_sys::InvalidOid;
+    !installed
+        && matches!(
+            crate::core::spi::one::<bool>(
+                "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1)",
+                &[SCHEMA.into()],
+            ),
+            Ok(Some(true))
+        )
 }
