@@ -107,12 +107,26 @@ impl Matcher {
         } else {
             AhoCorasickKind::ContiguousNFA
         };
+        // A build fails only past the automaton's size limits (billions of states): then
+        // the slower non-contiguous NFA, and past that a clean ERROR naming the cause, so
+        // that a write is refused rather than let through unchecked.
         let automaton = (!folded.is_empty()).then(|| {
-            AhoCorasickBuilder::new()
-                .match_kind(MatchKind::Standard)
-                .kind(Some(kind))
-                .build(&folded)
-                .expect("patterns are plain strings")
+            let build = |kind| {
+                AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(kind))
+                    .build(&folded)
+            };
+            build(kind)
+                .or_else(|_| build(AhoCorasickKind::NoncontiguousNFA))
+                .unwrap_or_else(|e| {
+                    crate::core::error::raise(
+                        pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                        "could not build the test-data matcher".to_string(),
+                        format!("The enabled dictionaries are too large: {e}."),
+                        "Disable a large dictionary (prodguard.dictionary_enable(name, false)) or remove patterns from it (prodguard.dictionary_remove()).",
+                    )
+                })
         });
         Matcher {
             automaton,
