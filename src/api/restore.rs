@@ -25,6 +25,7 @@ use crate::core::passes::{FlagGuard, PURGING, RESTORING};
 use crate::core::pg;
 use crate::core::settings;
 use crate::guards::policy;
+use crate::records::row_json::StableFormats;
 
 /// Removes audit entries (and their backups) older than `older_than`; returns how many
 /// audit entries were removed. Members of prodguard_operator; an override in production.
@@ -119,6 +120,7 @@ fn undo(
     tolerate_missing: bool,
     same_set: Option<&str>,
 ) -> bool {
+    let _formats = StableFormats::set();
     let key = change.key.as_ref().unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -230,7 +232,10 @@ fn later_change(change: &Change, key: &str, same_set: Option<&str>) -> Option<i6
             &format!(
                 "SELECT min(id) FROM prodguard.audit_log
                   WHERE {ROW_ENTRIES} AND table_oid = $1 AND row_key = $2::jsonb AND id > $3
-                    AND ($4::xid8 IS NULL OR txid <> $4::xid8)"
+                    AND ($4::xid8 IS NULL OR txid <> $4::xid8)
+                    -- (the restores this transaction has just made, undoing the set)
+                    AND NOT (action = 'RESTORE'
+                             AND txid = pg_catalog.pg_current_xact_id_if_assigned())"
             ),
             &[
                 change.table.into(),
@@ -370,6 +375,7 @@ fn restore_table(
 #[pg_extern(volatile)]
 fn restore_backup(audit_id: i64) -> i64 {
     require_operator("restore backups");
+    let _formats = StableFormats::set();
     let Some(log) = extension::own_table(c"backup_table") else {
         return 0;
     };

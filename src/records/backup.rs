@@ -30,6 +30,8 @@ pub fn backup(relid: pg_sys::Oid, audit_id: i64, command: &str) {
 }
 
 pub fn backup_with(relid: pg_sys::Oid, audit_id: i64, command: &str, over_limit: OverLimit) {
+    // dates, intervals and floats written under fixed settings (row_json::StableFormats)
+    let _formats = crate::records::row_json::StableFormats::set();
     let Some(log) = extension::own_table(c"backup_row") else {
         return;
     };

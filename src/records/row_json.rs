@@ -39,6 +39,22 @@ enum Kind {
     /// surrogates), which PostgreSQL accepts in json: kept as a jsonb string of its text,
     /// so that the audit never fails a write PostgreSQL accepts.
     Json(*mut pg_sys::FmgrInfo),
+    /// Types whose JSON form would not come back exactly: arrays and composites holding
+    /// json (to_jsonb would parse it, and fail on json that jsonb cannot hold), values
+    /// naming objects (regclass, regtype, ..., and anything holding them: the names are
+    /// written qualified unless in pg_catalog, so that a restore finds them whatever its
+    /// search_path), int2vector and oidvector (0-based). Kept as the string of their output
+    /// function, which a restore feeds back to their input function.
+    TextForm(*mut pg_sys::FmgrInfo),
+    /// Arrays: to_jsonb(value), except an array whose lower bounds are not all 1 (which a
+    /// JSON array cannot say): the string of its output function.
+    Array {
+        to_jsonb: *mut pg_sys::FmgrInfo,
+        output: *mut pg_sys::FmgrInfo,
+    },
+    /// float4, float8: to_jsonb(value), except -0, which a JSON number cannot keep: the
+    /// string "-0" (as to_jsonb writes NaN and the infinities).
+    Float(pg_sys::Oid, *mut pg_sys::FmgrInfo),
     /// Everything else: to_jsonb(value) for the column's type.
     ToJsonb(*mut pg_sys::FmgrInfo),
 }
@@ -110,6 +126,7 @@ impl RowJson {
     /// # Safety
     /// `values`/`nulls` must be a tuple deformed with the descriptor given to `new`.
     pub unsafe fn encode(&self, values: &[pg_sys::Datum], nulls: &[bool]) -> pg_sys::Datum {
+        let _formats = StableFormats::set();
         let n = self.columns.len();
         let mut out = Writer::with_capacity(16 + 8 * n + 32 * n);
         out.bytes(&[0; 4]);
@@ -144,6 +161,45 @@ impl RowJson {
     }
 }
 
+/// PostgreSQL writes and reads dates, intervals and floats by session settings (DateStyle,
+/// IntervalStyle, extra_float_digits): rows are encoded, and restores read them back,
+/// under pg_dump's fixed ones (ISO dates, postgres intervals, floats exact), so that a row
+/// comes back the same whatever the settings of the sessions that wrote and restore it.
+/// The settings are put back when the value is dropped (also on an ERROR).
+pub struct StableFormats {
+    date_style: std::ffi::c_int,
+    interval_style: std::ffi::c_int,
+    float_digits: std::ffi::c_int,
+}
+
+impl StableFormats {
+    pub fn set() -> StableFormats {
+        // SAFETY: plain reads and writes of backend globals, put back in Drop.
+        unsafe {
+            let saved = StableFormats {
+                date_style: pg_sys::DateStyle,
+                interval_style: pg_sys::IntervalStyle,
+                float_digits: pg_sys::extra_float_digits,
+            };
+            pg_sys::DateStyle = pg_sys::USE_ISO_DATES as std::ffi::c_int;
+            pg_sys::IntervalStyle = pg_sys::INTSTYLE_POSTGRES as std::ffi::c_int;
+            pg_sys::extra_float_digits = 1;
+            saved
+        }
+    }
+}
+
+impl Drop for StableFormats {
+    fn drop(&mut self) {
+        // SAFETY: puts back exactly what `set` saved.
+        unsafe {
+            pg_sys::DateStyle = self.date_style;
+            pg_sys::IntervalStyle = self.interval_style;
+            pg_sys::extra_float_digits = self.float_digits;
+        }
+    }
+}
+
 /// Deforms a heap tuple into `values`/`nulls` (resized to the descriptor's width).
 ///
 /// # Safety
@@ -173,7 +229,7 @@ unsafe fn kind_of(typid: pg_sys::Oid, context: pg_sys::MemoryContext) -> Kind {
     unsafe {
         // to_jsonb looks through domains too
         let base = pg_sys::getBaseType(typid);
-        let output = |t: pg_sys::Oid| {
+        let output_info = |t: pg_sys::Oid| {
             let mut func = pg_sys::InvalidOid;
             let mut varlena = false;
             pg_sys::getTypeOutputInfo(t, &mut func, &mut varlena);
@@ -181,8 +237,18 @@ unsafe fn kind_of(typid: pg_sys::Oid, context: pg_sys::MemoryContext) -> Kind {
                 pg_sys::MemoryContextAllocZero(context, std::mem::size_of::<pg_sys::FmgrInfo>())
                     as *mut pg_sys::FmgrInfo;
             pg_sys::fmgr_info_cxt(func, flinfo, context);
-            Kind::Output(flinfo)
+            flinfo
         };
+        let output = |t: pg_sys::Oid| Kind::Output(output_info(t));
+        if needs_text_form(base, 0) {
+            return Kind::TextForm(output_info(base));
+        }
+        if pg_sys::get_element_type(base) != pg_sys::InvalidOid {
+            return Kind::Array {
+                to_jsonb: to_jsonb_for(typid, context),
+                output: output_info(base),
+            };
+        }
         match base {
             pg_sys::BOOLOID => Kind::Bool,
             pg_sys::INT2OID => Kind::Int2,
@@ -201,6 +267,7 @@ unsafe fn kind_of(typid: pg_sys::Oid, context: pg_sys::MemoryContext) -> Kind {
             | pg_sys::TIMEOID
             | pg_sys::TIMETZOID => output(base),
             pg_sys::JSONOID => Kind::Json(to_jsonb_for(typid, context)),
+            pg_sys::FLOAT4OID | pg_sys::FLOAT8OID => Kind::Float(base, to_jsonb_for(typid, context)),
             _ => Kind::ToJsonb(to_jsonb_for(typid, context)),
         }
     }
@@ -312,6 +379,48 @@ unsafe fn value(out: &mut Writer, kind: &Kind, datum: pg_sys::Datum) -> u32 {
                     splice(out, varlena_bytes(j))
                 }
             }
+            Kind::TextForm(flinfo) => {
+                // names come qualified unless in pg_catalog (pg_dump's way)
+                let mut path = pg_sys::OverrideSearchPath {
+                    schemas: std::ptr::null_mut(),
+                    addCatalog: true,
+                    addTemp: false,
+                    generation: 0,
+                };
+                pg_sys::PushOverrideSearchPath(&mut path);
+                let s = pg_sys::OutputFunctionCall(*flinfo, datum);
+                pg_sys::PopOverrideSearchPath();
+                out.bytes(CStr::from_ptr(s).to_bytes());
+                pg_sys::pfree(s.cast());
+                pg_sys::JENTRY_ISSTRING
+            }
+            Kind::Array { to_jsonb, output } => {
+                if default_bounds(datum) {
+                    let j = pg_sys::FunctionCall1Coll(*to_jsonb, pg_sys::InvalidOid, datum);
+                    splice(out, varlena_bytes(j))
+                } else {
+                    let s = pg_sys::OutputFunctionCall(*output, datum);
+                    out.bytes(CStr::from_ptr(s).to_bytes());
+                    pg_sys::pfree(s.cast());
+                    pg_sys::JENTRY_ISSTRING
+                }
+            }
+            Kind::Float(typid, flinfo) => {
+                let negative_zero = if *typid == pg_sys::FLOAT4OID {
+                    let f = f32::from_bits(datum.value() as u32);
+                    f == 0.0 && f.is_sign_negative()
+                } else {
+                    let f = f64::from_bits(datum.value() as u64);
+                    f == 0.0 && f.is_sign_negative()
+                };
+                if negative_zero {
+                    out.bytes(b"-0");
+                    pg_sys::JENTRY_ISSTRING
+                } else {
+                    let j = pg_sys::FunctionCall1Coll(*flinfo, pg_sys::InvalidOid, datum);
+                    splice(out, varlena_bytes(j))
+                }
+            }
             Kind::ToJsonb(flinfo) => {
                 let j = pg_sys::FunctionCall1Coll(*flinfo, pg_sys::InvalidOid, datum);
                 splice(out, varlena_bytes(j))
@@ -320,17 +429,107 @@ unsafe fn value(out: &mut Writer, kind: &Kind, datum: pg_sys::Datum) -> u32 {
     }
 }
 
-/// Whether json text holds an escape jsonb cannot store: `\u0000`, or a UTF-16 surrogate
+/// Whether an array's lower bounds are all 1 (or it is empty): what a JSON array says.
+///
+/// # Safety
+/// `datum` must be a non-null array datum.
+unsafe fn default_bounds(datum: pg_sys::Datum) -> bool {
+    // SAFETY: the detoasted array starts with ArrayType { vl_len_, ndim, dataoffset,
+    // elemtype } followed by ndim dimensions and ndim lower bounds (all int32).
+    unsafe {
+        let a = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *const i32;
+        let ndim = (*a.add(1)).max(0) as usize;
+        (0..ndim).all(|d| *a.add(4 + ndim + d) == 1)
+    }
+}
+
+/// Whether values of a type need their text form (see `Kind::TextForm`): a reg* type,
+/// int2vector or oidvector, or json (inside an array or a composite; a json column of its
+/// own is `Kind::Json`), anywhere inside arrays, composites, ranges and domains.
+///
+/// # Safety
+/// Must run in a transaction.
+unsafe fn needs_text_form(typid: pg_sys::Oid, depth: u32) -> bool {
+    if depth > 8 {
+        return true; // (deeply nested types: the text form is always exact)
+    }
+    // SAFETY: catalog lookups in a transaction; the row type's descriptor is released.
+    unsafe {
+        let base = pg_sys::getBaseType(typid);
+        match base {
+            pg_sys::REGCLASSOID
+            | pg_sys::REGTYPEOID
+            | pg_sys::REGPROCOID
+            | pg_sys::REGPROCEDUREOID
+            | pg_sys::REGOPEROID
+            | pg_sys::REGOPERATOROID
+            | pg_sys::REGNAMESPACEOID
+            | pg_sys::REGROLEOID
+            | pg_sys::REGCONFIGOID
+            | pg_sys::REGDICTIONARYOID
+            | pg_sys::REGCOLLATIONOID
+            | pg_sys::INT2VECTOROID
+            | pg_sys::OIDVECTOROID => return true,
+            pg_sys::JSONOID => return depth > 0,
+            // (-0 inside an array or composite: a JSON number cannot keep its sign)
+            pg_sys::FLOAT4OID | pg_sys::FLOAT8OID => return depth > 0,
+            _ => {}
+        }
+        let element = pg_sys::get_element_type(base);
+        if element != pg_sys::InvalidOid {
+            return needs_text_form(element, depth + 1);
+        }
+        if pg_sys::type_is_rowtype(base) && base != pg_sys::RECORDOID {
+            let desc = pg_sys::lookup_rowtype_tupdesc(base, -1);
+            let natts = (*desc).natts as usize;
+            let found = (0..natts).any(|i| {
+                let att = &*(*desc).attrs.as_ptr().add(i);
+                !att.attisdropped && needs_text_form(att.atttypid, depth + 1)
+            });
+            pg_sys::DecrTupleDescRefCount(desc);
+            return found;
+        }
+        let range_sub = pg_sys::get_range_subtype(base);
+        range_sub != pg_sys::InvalidOid && needs_text_form(range_sub, depth + 1)
+    }
+}
+
+/// Whether json text holds what jsonb cannot store: an escape `\u0000`, a UTF-16 surrogate
 /// (`\ud800`-`\udfff`; a valid pair is accepted by jsonb, but telling pairs from lone ones
-/// is not worth it: such text is kept as a string either way).
+/// is not worth it: such text is kept as a string either way), or a number beyond
+/// numeric's range (an exponent of five digits or more, or a run of more than 100,000
+/// digits). False alarms only cost the value being kept as its text, which is exact too.
 fn json_beyond_jsonb(text: &[u8]) -> bool {
-    text.windows(6).any(|w| {
+    let escape = text.windows(6).any(|w| {
         w[0] == b'\\'
             && (w[1] == b'u' || w[1] == b'U')
             && (&w[2..6] == b"0000"
                 || ((w[2] == b'd' || w[2] == b'D')
                     && matches!(w[3], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')))
-    })
+    });
+    escape || huge_number(text)
+}
+
+fn huge_number(text: &[u8]) -> bool {
+    let mut run = 0usize;
+    for (i, &c) in text.iter().enumerate() {
+        if c.is_ascii_digit() {
+            run += 1;
+            if run > 100_000 {
+                return true;
+            }
+            continue;
+        }
+        run = 0;
+        if (c == b'e' || c == b'E') && i > 0 && (text[i - 1].is_ascii_digit() || text[i - 1] == b'.') {
+            let rest = &text[i + 1..];
+            let rest = rest.strip_prefix(b"+").or_else(|| rest.strip_prefix(b"-")).unwrap_or(rest);
+            if rest.iter().take_while(|d| d.is_ascii_digit()).count() >= 5 {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// An integer as a jsonb number.
