@@ -4,6 +4,8 @@
 //! realistic row values (names, e-mails, addresses, product names, notes), ASCII and
 //! accented. Run with `cargo bench --bench matcher`.
 
+#[path = "../src/guards/test_data/fold.rs"]
+mod fold;
 #[path = "../src/guards/test_data/matcher.rs"]
 #[allow(dead_code)]
 mod matcher;
@@ -171,7 +173,7 @@ fn main() {
         let patterns = dictionary(n);
         let before = LIVE.load(Ordering::Relaxed);
         let start = Instant::now();
-        let m = Matcher::new(patterns);
+        let m = Matcher::new(patterns).expect("the dictionaries compile");
         let build = start.elapsed();
         let heap = LIVE.load(Ordering::Relaxed).saturating_sub(before);
         let mut speeds = Vec::new();

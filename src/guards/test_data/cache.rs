@@ -79,10 +79,10 @@ pub fn matcher() -> Rc<Matcher> {
                 _ => "The owner of prodguard.dictionary could not be found.".into(),
             };
             crate::core::error::cannot_decide("its test-data dictionaries", why);
-            return Rc::new(Matcher::new(Vec::new())); // (not kept)
+            return Rc::new(Matcher::new(Vec::new()).unwrap_or_else(|e| too_large(&e))); // (not kept)
         }
     };
-    let matcher = Rc::new(Matcher::new(patterns));
+    let matcher = Rc::new(Matcher::new(patterns).unwrap_or_else(|e| too_large(&e)));
     if EPOCH.get() == epoch {
         CACHE.with(|c| {
             let mut c = c.borrow_mut();
@@ -168,4 +168,15 @@ pub fn columns(relid: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> Rc<Vec<Column>
         CACHE.with(|c| c.borrow_mut().columns.insert(relid, cols.clone()));
     }
     cols
+}
+
+/// The enabled dictionaries cannot be compiled: a clean ERROR, so that a write is refused
+/// rather than let through unchecked.
+fn too_large(why: &str) -> ! {
+    crate::core::error::raise(
+        PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        "could not build the test-data matcher".to_string(),
+        format!("The enabled dictionaries are too large: {why}."),
+        "Disable a large dictionary (prodguard.dictionary_enable(name, false)) or remove patterns from it (prodguard.dictionary_remove()).",
+    )
 }

@@ -5,10 +5,13 @@
 //! dictionary tables and asks it about every text value of a written row; the benchmark
 //! in `benches/matcher.rs` includes this file directly.
 //!
-//! - **Case**: patterns and values are compared case-insensitively with Unicode case
-//!   folding (`fold_into`). The automaton holds folded patterns only (half the states, and
-//!   half the build time, of an ASCII-case-insensitive one). An ASCII value without capitals
-//!   is searched as it is; any other value is folded into the caller's reusable buffer.
+//! - **Spelling**: patterns and values are compared by their key (`fold`: compatibility
+//!   forms, case, look-alike letters, white space, invisible characters and separators in
+//!   numbers folded). The automaton holds keys only (half the states, and half the build
+//!   time, of an ASCII-case-insensitive one). A plain ASCII value (no capitals, no runs of
+//!   white space, no separator between digits) is its own key and is searched as it is;
+//!   any other value is folded into the caller's reusable buffer, and its hits are mapped
+//!   back to the original text, where their boundaries are judged.
 //! - **word** patterns must not continue a run of letters or digits: where the pattern
 //!   begins (ends) with a letter or digit, the character before (after) the hit must not
 //!   be one, or be the edge of the value (as `\m...\M` in PostgreSQL regular expressions).
@@ -21,11 +24,13 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
+use super::fold;
+
 /// Total pattern bytes up to which the automaton is a DFA (a few MB at most).
 const SMALL_DICTIONARIES: usize = 16 * 1024;
 
 /// How a pattern must sit in a value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     Word,
     Substring,
@@ -74,22 +79,38 @@ pub struct Hit {
 pub struct Matcher {
     automaton: Option<AhoCorasick>,
     patterns: Vec<Pattern>,
+    /// Per automaton pattern: its rule, and the patterns (indices) that share its key.
     rules: Vec<Rule>,
+    members: Vec<Vec<usize>>,
 }
 
 impl Matcher {
     /// Compiles the patterns. Empty patterns (after folding) are skipped: the dictionary
-    /// functions refuse them, and one would match everywhere.
-    pub fn new(patterns: Vec<Pattern>) -> Matcher {
+    /// functions refuse them, and one would match everywhere. Fails (with the reason) only
+    /// when the dictionaries are too large for any automaton.
+    pub fn new(patterns: Vec<Pattern>) -> Result<Matcher, String> {
         let mut kept = Vec::with_capacity(patterns.len());
-        let mut folded = Vec::with_capacity(patterns.len());
+        let mut folded: Vec<String> = Vec::with_capacity(patterns.len());
         let mut rules = Vec::with_capacity(patterns.len());
+        let mut members: Vec<Vec<usize>> = Vec::with_capacity(patterns.len());
+        // Spellings of one pattern (`4242 4242 ...`, `4242-4242-...`) share a key: one
+        // automaton pattern, which reports the spelling that was written where it can.
+        let mut by_key: std::collections::HashMap<(String, Kind), usize> =
+            std::collections::HashMap::with_capacity(patterns.len());
         for p in patterns {
             let mut f = String::with_capacity(p.pattern.len());
-            fold_into(&p.pattern, &mut f);
+            fold::fold_into(&p.pattern, &mut f);
             if f.is_empty() {
                 continue;
             }
+            let index = kept.len();
+            if let Some(&id) = by_key.get(&(f.clone(), p.kind)) {
+                members[id].push(index);
+                kept.push(p);
+                continue;
+            }
+            by_key.insert((f.clone(), p.kind), folded.len());
+            members.push(vec![index]);
             rules.push(Rule {
                 kind: p.kind,
                 open_left: f.chars().next().is_some_and(char::is_alphanumeric),
@@ -108,31 +129,28 @@ impl Matcher {
             AhoCorasickKind::ContiguousNFA
         };
         // A build fails only past the automaton's size limits (billions of states): then
-        // the slower non-contiguous NFA, and past that a clean ERROR naming the cause, so
-        // that a write is refused rather than let through unchecked.
-        let automaton = (!folded.is_empty()).then(|| {
+        // the slower non-contiguous NFA, and past that the caller is told why.
+        let automaton = if folded.is_empty() {
+            None
+        } else {
             let build = |kind| {
                 AhoCorasickBuilder::new()
                     .match_kind(MatchKind::Standard)
                     .kind(Some(kind))
                     .build(&folded)
             };
-            build(kind)
-                .or_else(|_| build(AhoCorasickKind::NoncontiguousNFA))
-                .unwrap_or_else(|e| {
-                    crate::core::error::raise(
-                        pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-                        "could not build the test-data matcher".to_string(),
-                        format!("The enabled dictionaries are too large: {e}."),
-                        "Disable a large dictionary (prodguard.dictionary_enable(name, false)) or remove patterns from it (prodguard.dictionary_remove()).",
-                    )
-                })
-        });
-        Matcher {
+            Some(
+                build(kind)
+                    .or_else(|_| build(AhoCorasickKind::NoncontiguousNFA))
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        Ok(Matcher {
             automaton,
             patterns: kept,
             rules,
-        }
+            members,
+        })
     }
 
     pub fn patterns(&self) -> &[Pattern] {
@@ -158,47 +176,91 @@ impl Matcher {
         let Some(automaton) = &self.automaton else {
             return Vec::new();
         };
-        let ascii = value.is_ascii();
-        let haystack: &str = if ascii && !value.bytes().any(|b| b.is_ascii_uppercase()) {
-            value
-        } else if ascii {
-            // ASCII folding keeps every byte where it is: offsets stay valid.
-            buffer.clear();
-            buffer.push_str(value);
-            buffer.make_ascii_lowercase();
-            buffer
-        } else {
-            buffer.clear();
-            fold_into(value, buffer);
-            buffer
-        };
-        let mut found: Vec<(usize, usize, usize)> = Vec::new();
-        for m in automaton.find_overlapping_iter(haystack) {
-            let (start, end, id) = (m.start(), m.end(), m.pattern().as_usize());
-            if self.counts(haystack, start, end, &self.rules[id]) {
-                found.push((start, end, id));
-                if first_only {
-                    break;
+        if fold::is_plain(value) {
+            // the value is its own key: offsets are the same, and plain ASCII
+            let mut found: Vec<(usize, usize, usize)> = Vec::new();
+            for m in automaton.find_overlapping_iter(value) {
+                let (start, end, id) = (m.start(), m.end(), m.pattern().as_usize());
+                if self.counts(value, start, end, &self.rules[id]) {
+                    found.push((start, end, id));
+                    if first_only {
+                        break;
+                    }
                 }
             }
+            found.sort_unstable();
+            return found
+                .into_iter()
+                .flat_map(|(start, end, id)| {
+                    let text = value[start..end].to_string();
+                    self.reported(id, &text, first_only)
+                        .into_iter()
+                        .map(move |pattern| Hit {
+                            pattern,
+                            start,
+                            end,
+                            text: text.clone(),
+                        })
+                })
+                .collect();
         }
-        found.sort_unstable();
-        found
-            .into_iter()
-            .map(|(start, end, id)| {
-                let (start, end, text) = if ascii {
-                    (start, end, value[start..end].to_string())
-                } else {
-                    original_span(value, start, end)
-                };
-                Hit {
-                    pattern: id,
-                    start,
-                    end,
-                    text,
-                }
+        buffer.clear();
+        fold::fold_into(value, buffer);
+        let candidates: Vec<(usize, usize, usize)> = automaton
+            .find_overlapping_iter(buffer.as_str())
+            .take(MAX_CANDIDATES)
+            .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+            .collect();
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        // Boundaries are judged on the original text, around the original span of the hit.
+        let spans = original_spans(value, &candidates);
+        let mut found: Vec<Hit> = candidates
+            .iter()
+            .zip(spans)
+            .filter(|((_, _, id), span)| self.counts(value, span.bytes.0, span.bytes.1, &self.rules[*id]))
+            .flat_map(|((_, _, id), span)| {
+                let text = value[span.bytes.0..span.bytes.1].to_string();
+                self.reported(*id, &text, first_only)
+                    .into_iter()
+                    .map(move |pattern| Hit {
+                        pattern,
+                        start: span.chars.0,
+                        end: span.chars.1,
+                        text: text.clone(),
+                    })
             })
-            .collect()
+            .collect();
+        found.sort_by_key(|h| (h.start, h.end, h.pattern));
+        if first_only {
+            found.truncate(1);
+        }
+        found
+    }
+
+    /// The patterns a hit of automaton pattern `id` reports: one per dictionary among the
+    /// patterns that share its key (only the first when `first_only`), each the spelling
+    /// written in the value if the dictionary has it, else the dictionary's first.
+    fn reported(&self, id: usize, text: &str, first_only: bool) -> Vec<usize> {
+        let mut chosen: Vec<usize> = Vec::new();
+        for &i in &self.members[id] {
+            let dictionary = &self.patterns[i].dictionary;
+            match chosen.iter_mut().find(|c| &self.patterns[**c].dictionary == dictionary) {
+                Some(c) => {
+                    if !self.patterns[*c].pattern.eq_ignore_ascii_case(text)
+                        && self.patterns[i].pattern.eq_ignore_ascii_case(text)
+                    {
+                        *c = i;
+                    }
+                }
+                None => chosen.push(i),
+            }
+        }
+        if first_only {
+            chosen.truncate(1);
+        }
+        chosen
     }
 
     fn counts(&self, haystack: &str, start: usize, end: usize, rule: &Rule) -> bool {
@@ -221,50 +283,52 @@ impl Matcher {
     }
 }
 
-/// Unicode case folding, as far as it matters for matching text: lower case, plus the
-/// full foldings that lower-casing leaves apart (ß = ss, final sigma = sigma, the Latin
-/// ligatures ﬁ = fi and friends; found by the property test below).
-pub fn fold_into(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            'ß' | 'ẞ' => out.push_str("ss"),
-            'ς' => out.push('σ'),
-            // the Latin ligatures, which lower-casing leaves as they are
-            'ﬀ' => out.push_str("ff"),
-            'ﬁ' => out.push_str("fi"),
-            'ﬂ' => out.push_str("fl"),
-            'ﬃ' => out.push_str("ffi"),
-            'ﬄ' => out.push_str("ffl"),
-            'ﬅ' | 'ﬆ' => out.push_str("st"),
-            c if c.is_ascii() => out.push(c.to_ascii_lowercase()),
-            c => out.extend(c.to_lowercase()),
-        }
-    }
+/// Candidate hits in one folded value at most (a bound on the work for adversarial text).
+const MAX_CANDIDATES: usize = 100_000;
+
+/// Where a hit of the key lies in the original value: bytes and characters.
+struct Span {
+    bytes: (usize, usize),
+    chars: (usize, usize),
 }
 
-/// Maps a byte range of the folded value back to character offsets and text of the
-/// original value: from the character whose folding contains the first byte (a hit may
-/// begin inside one, as "s" inside ẞ = "ss") to the one whose folding holds the last.
-fn original_span(original: &str, start: usize, end: usize) -> (usize, usize, String) {
-    let mut folded_pos = 0;
-    let mut first: Option<(usize, usize)> = None;
-    let (mut last, mut byte_last) = (original.chars().count(), original.len());
-    let mut tmp = String::new();
-    for (i, (b, c)) in original.char_indices().enumerate() {
-        if folded_pos >= end {
-            last = i;
-            byte_last = b;
-            break;
+/// Maps byte ranges of a value's key back to the original value, all in one more folding
+/// pass: a hit starts at the character whose folding holds its first byte, and ends with
+/// the one whose folding holds its last.
+fn original_spans(value: &str, candidates: &[(usize, usize, usize)]) -> Vec<Span> {
+    let n = candidates.len();
+    let mut by_start: Vec<usize> = (0..n).collect();
+    by_start.sort_by_key(|&i| candidates[i].0);
+    let mut by_end: Vec<usize> = (0..n).collect();
+    by_end.sort_by_key(|&i| candidates[i].1);
+    let mut starts: Vec<Option<(usize, usize)>> = vec![None; n];
+    let mut ends: Vec<Option<(usize, usize)>> = vec![None; n];
+    let (mut si, mut ei, mut previous, mut index) = (0, 0, 0, 0);
+    let mut key = String::with_capacity(value.len());
+    fold::fold(value, &mut key, |byte_end, key_len| {
+        while si < n && candidates[by_start[si]].0 < key_len {
+            starts[by_start[si]] = Some((previous, index));
+            si += 1;
         }
-        tmp.clear();
-        fold_into(c.encode_utf8(&mut [0; 4]), &mut tmp);
-        folded_pos += tmp.len();
-        if first.is_none() && folded_pos > start {
-            first = Some((i, b));
+        while ei < n && candidates[by_end[ei]].1 <= key_len {
+            ends[by_end[ei]] = Some((byte_end, index + 1));
+            ei += 1;
         }
-    }
-    let (first, byte_first) = first.unwrap_or((last, byte_last));
-    (first, last, original[byte_first..byte_last].to_string())
+        previous = byte_end;
+        index += 1;
+    });
+    starts
+        .into_iter()
+        .zip(ends)
+        .map(|(s, e)| {
+            let (eb, ec) = e.unwrap_or((value.len(), index));
+            let (sb, sc) = s.unwrap_or((eb, ec));
+            Span {
+                bytes: (sb, eb),
+                chars: (sc, ec),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -284,6 +348,29 @@ mod tests {
                 .chain(substrings.iter().map(|s| p(s, Kind::Substring)))
                 .collect(),
         )
+        .unwrap()
+    }
+
+    #[test]
+    fn respellings_are_found_with_their_original_text() {
+        let m = matcher(&["Coca Cola Classic", "4242 4242 4242 4242", "john doe", "555-0100"], &[]);
+        for (value, text) in [
+            ("buy Ｃｏｃａ Ｃｏｌａ Ｃｌａｓｓｉｃ now", "Ｃｏｃａ Ｃｏｌａ Ｃｌａｓｓｉｃ"),
+            ("Coca  Cola\u{00A0}Classic", "Coca  Cola\u{00A0}Classic"),
+            ("Coca\tCola\nClassic!", "Coca\tCola\nClassic"),
+            ("Co\u{200B}ca Co\u{00AD}la Classic", "Co\u{200B}ca Co\u{00AD}la Classic"),
+            ("Сoca Сola Сlassic", "Сoca Сola Сlassic"),
+            ("card 4242.4242.4242.4242.", "4242.4242.4242.4242"),
+            ("card 4242424242424242", "4242424242424242"),
+            ("JOHN  DOE", "JOHN  DOE"),
+            ("call +1 555 0100", "555 0100"),
+        ] {
+            assert_eq!(texts(&m, value), vec![text.to_string()], "{value:?}");
+        }
+        // separators do not join a number to its neighbours
+        for value in ["15550100", "555-01000", "4242 4242 4242 42424"] {
+            assert!(texts(&m, value).is_empty(), "{value:?}");
+        }
     }
 
     fn texts(m: &Matcher, value: &str) -> Vec<String> {
@@ -366,7 +453,7 @@ mod tests {
 
     fn folded(s: &str) -> String {
         let mut out = String::new();
-        fold_into(s, &mut out);
+        fold::fold_into(s, &mut out);
         out
     }
 
@@ -388,7 +475,7 @@ mod tests {
                     };
                     (p, kind)
                 })
-                .filter(|(p, _)| !p.trim().is_empty())
+                .filter(|(p, _)| !p.trim().is_empty() && fold::is_plain(p))
                 .collect();
             let m = Matcher::new(
                 patterns
@@ -399,16 +486,27 @@ mod tests {
                         kind: *kind,
                     })
                     .collect(),
-            );
+            )
+            .unwrap();
             for _ in 0..20 {
                 let value = rng.string(&alphabet, 24);
+                if !fold::is_plain(&value) {
+                    continue; // (spelling folding is fold.rs's, tested there)
+                }
                 let mut got: Vec<(usize, usize, String)> = m
                     .all(&value)
                     .into_iter()
                     .map(|h| (h.start, h.end, m.patterns()[h.pattern].pattern.clone()))
                     .collect();
                 let mut want = Vec::new();
-                for (p, kind) in &patterns {
+                // (a pattern listed twice in one dictionary is one pattern)
+                let mut seen: Vec<&(String, Kind)> = Vec::new();
+                for pk in &patterns {
+                    if seen.contains(&pk) {
+                        continue;
+                    }
+                    seen.push(pk);
+                    let (p, kind) = pk;
                     for start in 0..value.len() {
                         if !value[start..].starts_with(p.as_str()) {
                             continue;
@@ -463,7 +561,7 @@ mod tests {
                 })
                 .filter(|p| !p.pattern.trim().is_empty())
                 .collect();
-            let m = Matcher::new(patterns.clone());
+            let m = Matcher::new(patterns.clone()).unwrap();
             for _ in 0..20 {
                 let value = rng.string(&alphabet, 30);
                 let hits = m.all(&value);

@@ -1,0 +1,270 @@
+//! Spelling-robust folding for the test-data matcher (issue 16): patterns and values are
+//! compared by a key that every usual re-spelling of a text maps to the same way.
+//!
+//! Per character of the original text, in order:
+//! 1. default-ignorable code points (zero-width spaces and joiners, soft hyphen, word
+//!    joiner, BOM, variation selectors, bidi controls: Unicode's Default_Ignorable_Code_Point)
+//!    are dropped;
+//! 2. capital Cyrillic and Greek letters that look like capital Latin ones (А В Е К М Н О Р
+//!    С Т Х У, Α Β Ε Ζ Η Ι Κ Μ Ν Ο Ρ Τ Υ Χ, ...) become those Latin letters, before case
+//!    folding can take them apart;
+//! 3. Unicode compatibility decomposition (NFKD: full-width letters and digits, ligatures,
+//!    circled and styled letters, NBSP become their plain forms; comparing NFKD keys is the
+//!    same as comparing NFKC forms), then full case folding (lower case, ß = ss, final
+//!    sigma = sigma);
+//! 4. small Cyrillic and Greek letters that look like Latin ones (а е о р с у х і ј ѕ ԁ
+//!    һ ԛ ԝ ӏ, α ο ρ ν ι υ χ γ ϲ ϳ) become those letters: the Latin/Cyrillic/Greek part of
+//!    the confusables of Unicode TR39, whose skeletons map them so;
+//! 5. every run of white space (Unicode White_Space: space, NBSP, tab, newline, ...) is one
+//!    space, and one separator (space, `.`, `-`) between two digits is dropped, so that card
+//!    and phone numbers match whether written `4242 4242`, `4242.4242`, `4242-4242` or
+//!    `42424242`.
+//!
+//! Offsets: `fold` reports, for each original character, how many bytes of the key exist
+//! once it has been read, so that a hit in the key is mapped back to the original text
+//! (`matcher::original_spans`) by folding again, only for values that hold a hit.
+
+use unicode_normalization::char::decompose_compatible;
+
+/// Whether a value needs no folding at all: ASCII without capitals, without white space
+/// other than single spaces, and without a separator between digits. Such a value is its
+/// own key (the fast path of the row trigger: one pass over the bytes, no copy).
+pub fn is_plain(value: &str) -> bool {
+    let b = value.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            0x80.. | b'A'..=b'Z' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' => return false,
+            b' ' if i > 0 && b[i - 1] == b' ' => return false,
+            b' ' | b'.' | b'-'
+                if i > 0
+                    && b[i - 1].is_ascii_digit()
+                    && b.get(i + 1).is_some_and(u8::is_ascii_digit) =>
+            {
+                return false
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+/// The key of a text, appended to `out`.
+pub fn fold_into(s: &str, out: &mut String) {
+    fold(s, out, |_, _| {});
+}
+
+/// Folds `s` into `out`, calling `after(original_byte_end, key_len)` after each original
+/// character: the key's length once that character has been read. Every character's key
+/// bytes are written while it is read (a separator between digits looks at the next
+/// character), so the key maps back to the original exactly.
+pub fn fold(s: &str, out: &mut String, mut after: impl FnMut(usize, usize)) {
+    let mut f = Folder {
+        out,
+        last: Last::Start,
+    };
+    let mut chars = s.char_indices().peekable();
+    while let Some((b, c)) = chars.next() {
+        let next_is_digit = chars.peek().is_some_and(|&(_, n)| folds_to_digit(n));
+        f.original(c, next_is_digit);
+        after(b + c.len_utf8(), f.out.len());
+    }
+}
+
+/// Whether a character's key begins with a digit (ASCII, full-width, ... digits).
+fn folds_to_digit(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_digit();
+    }
+    let mut first = None;
+    decompose_compatible(c, |d| {
+        if first.is_none() {
+            first = Some(d);
+        }
+    });
+    first.is_some_and(|d| d.is_ascii_digit())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Last {
+    Start,
+    Space,
+    Digit,
+    Other,
+}
+
+struct Folder<'a> {
+    out: &'a mut String,
+    last: Last,
+}
+
+impl Folder<'_> {
+    fn original(&mut self, c: char, next_is_digit: bool) {
+        if c.is_ascii() {
+            self.key(c.to_ascii_lowercase(), next_is_digit);
+            return;
+        }
+        if is_default_ignorable(c) {
+            return;
+        }
+        let c = latin_capital(c).unwrap_or(c);
+        match c {
+            'ß' | 'ẞ' => {
+                self.key('s', false);
+                self.key('s', false);
+            }
+            'ς' => self.key('σ', false),
+            _ => {
+                let mut parts: [char; 18] = ['\0'; 18];
+                let mut n = 0;
+                decompose_compatible(c, |d| {
+                    if n < parts.len() {
+                        parts[n] = d;
+                        n += 1;
+                    }
+                });
+                for &d in &parts[..n] {
+                    if d == 'ß' {
+                        self.key('s', false);
+                        self.key('s', false);
+                        continue;
+                    }
+                    for l in d.to_lowercase() {
+                        self.key(latin_small(l).unwrap_or(l), next_is_digit);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One character of the key: white space runs become one space, and a separator
+    /// between two digits is dropped.
+    fn key(&mut self, c: char, next_is_digit: bool) {
+        let c = if c.is_whitespace() { ' ' } else { c };
+        if matches!(c, ' ' | '.' | '-') && self.last == Last::Digit && next_is_digit {
+            return;
+        }
+        if c == ' ' {
+            if self.last == Last::Space {
+                return;
+            }
+            self.last = Last::Space;
+        } else if c.is_ascii_digit() {
+            self.last = Last::Digit;
+        } else {
+            self.last = Last::Other;
+        }
+        self.out.push(c);
+    }
+}
+
+/// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt, Unicode 15).
+fn is_default_ignorable(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+        | 0xE0000..=0xE0FFF)
+}
+
+/// Capital Cyrillic and Greek letters drawn like capital Latin ones (TR39 confusables).
+fn latin_capital(c: char) -> Option<char> {
+    Some(match c {
+        'А' | 'Α' => 'A',
+        'В' | 'Β' => 'B',
+        'С' | 'Ϲ' => 'C',
+        'Е' | 'Ε' => 'E',
+        'Н' | 'Η' => 'H',
+        'І' | 'Ι' | 'Ӏ' => 'I',
+        'Ј' => 'J',
+        'К' | 'Κ' => 'K',
+        'М' | 'Μ' => 'M',
+        'Ν' => 'N',
+        'О' | 'Ο' => 'O',
+        'Р' | 'Ρ' => 'P',
+        'Ѕ' => 'S',
+        'Т' | 'Τ' => 'T',
+        'Х' | 'Χ' => 'X',
+        'У' | 'Υ' | 'Ү' => 'Y',
+        'Ζ' => 'Z',
+        _ => return None,
+    })
+}
+
+/// Small Cyrillic and Greek letters drawn like small Latin ones (TR39 confusables).
+fn latin_small(c: char) -> Option<char> {
+    Some(match c {
+        'а' | 'α' => 'a',
+        'с' | 'ϲ' => 'c',
+        'ԁ' => 'd',
+        'е' => 'e',
+        'һ' => 'h',
+        'і' | 'ι' | 'ӏ' => 'i',
+        'ј' | 'ϳ' => 'j',
+        'о' | 'ο' => 'o',
+        'р' | 'ρ' => 'p',
+        'ԛ' => 'q',
+        'ѕ' => 's',
+        'υ' => 'u',
+        'ν' => 'v',
+        'ԝ' => 'w',
+        'х' | 'χ' => 'x',
+        'у' | 'γ' => 'y',
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> String {
+        let mut out = String::new();
+        fold_into(s, &mut out);
+        out
+    }
+
+    #[test]
+    fn respellings_have_one_key() {
+        let plain = key("coca cola classic");
+        for s in [
+            "Coca Cola Classic",
+            "COCA  COLA\tCLASSIC",
+            "Ｃｏｃａ Ｃｏｌａ Ｃｌａｓｓｉｃ",
+            "Coca\u{00A0}Cola\nClassic",
+            "Co\u{200B}ca Co\u{00AD}la Classic",
+            "Сoca Сola Сlassic", // Cyrillic capital Es
+            "cоcа cоlа clаssic", // Cyrillic small o and a
+        ] {
+            assert_eq!(key(s), plain, "{s:?}");
+        }
+        assert_eq!(key("4242.4242.4242.4242"), key("4242 4242 4242 4242"));
+        assert_eq!(key("4242-4242-4242-4242"), "4242424242424242");
+        assert_eq!(key("555 0100"), key("555-0100"));
+        assert_eq!(key("JOHN  DOE"), "john doe");
+        assert_eq!(key("Straße"), "strasse");
+        assert_eq!(key("ﬁle"), "file");
+        // a separator not between digits stays
+        assert_eq!(key("a-b 1- 2"), "a-b 1- 2");
+        assert_eq!(key("example.com"), "example.com");
+    }
+
+    #[test]
+    fn plain_values_are_their_own_key() {
+        for s in ["john doe", "a.b-c", "12 ab", "x 1.", "", "card 4242"] {
+            assert!(is_plain(s), "{s:?}");
+            assert_eq!(key(s), s);
+        }
+        for s in ["John", "a  b", "a\tb", "1 2", "1.2", "1-2", "é"] {
+            assert!(!is_plain(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn offsets_follow_the_original() {
+        let mut out = String::new();
+        let mut ends = Vec::new();
+        fold("ＡB", &mut out, |b, k| ends.push((b, k)));
+        assert_eq!(out, "ab");
+        assert_eq!(ends, vec![(3, 1), (4, 2)]);
+    }
+}
