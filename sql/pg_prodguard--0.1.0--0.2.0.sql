@@ -94,3 +94,96 @@ BEGIN
     END LOOP;
 END
 $upgrade$;
+
+-- The test-data trigger fires ALWAYS in 0.2.0: session_replication_role = replica no longer
+-- silences it (logical replication's apply worker records its matches instead).
+DO $upgrade$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT tgrelid::regclass FROM pg_catalog.pg_trigger
+              WHERE tgname = 'zz_prodguard_test_data' AND NOT tgisinternal LOOP
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_prodguard_test_data', t);
+    END LOOP;
+END
+$upgrade$;
+
+-- Coverage by schema (SPEC §10): how each table came to be protected, the protected
+-- schemas, protect_schema() / unprotect_schema(), and the event trigger that protects new
+-- tables of a protected schema.
+ALTER TABLE prodguard.table_protection
+    ADD COLUMN via text NOT NULL DEFAULT 'table' CHECK (via IN ('table', 'schema'));
+COMMENT ON COLUMN prodguard.table_protection.via IS 'table: by protect(); schema: by protect_schema() of its schema.';
+CREATE OR REPLACE VIEW prodguard.protected_tables AS
+WITH migration_history AS (
+    SELECT c.oid
+      FROM pg_catalog.pg_class c
+     WHERE c.relname IN (SELECT prodguard.migration_history_names())
+       AND c.relkind IN ('r', 'p')
+       AND c.relpersistence <> 't'
+)
+SELECT coalesce(p.table_name, m.oid::regclass) AS table_name,
+       coalesce(p.audit, false) AS audit,
+       coalesce(p.test_data, false) AS test_data,
+       coalesce(p.forbid_delete, false) OR m.oid IS NOT NULL AS forbid_delete,
+       m.oid IS NOT NULL AS migration_history,
+       coalesce(p.via, 'migration_history') AS via
+  FROM prodguard.table_protection p
+  FULL JOIN migration_history m ON m.oid = p.table_name::oid
+ WHERE p.table_name IS NULL
+    OR EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = p.table_name::oid);
+COMMENT ON COLUMN prodguard.protected_tables.via IS
+    'How the table is protected: table (protect()), schema (protect_schema()) or migration_history (by its name).';
+CREATE FUNCTION prodguard."_protect_schema"("schema" TEXT, "audit" bool, "test_data" bool, "forbid_delete" bool)
+RETURNS INT STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'protect_schema_wrapper';
+CREATE FUNCTION prodguard."_unprotect_schema"("schema" TEXT)
+RETURNS void STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'unprotect_schema_wrapper';
+CREATE FUNCTION prodguard."_protect_new_tables"()
+RETURNS void STRICT VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'protect_new_tables_wrapper';
+CREATE TABLE prodguard.schema_protection (
+    schema_name   regnamespace PRIMARY KEY,
+    audit         boolean NOT NULL,
+    test_data     boolean NOT NULL,
+    forbid_delete boolean NOT NULL,
+    protected_at  timestamptz NOT NULL DEFAULT now(),
+    protected_by  text NOT NULL
+);
+REVOKE ALL ON prodguard.schema_protection FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('prodguard.schema_protection', '');
+COMMENT ON TABLE prodguard.schema_protection IS
+    'pg_prodguard: the schemas given to prodguard.protect_schema() and their options. Write it only through protect_schema() and unprotect_schema().';
+
+CREATE FUNCTION prodguard.protect_schema(schema name, audit boolean DEFAULT true,
+                                         test_data boolean DEFAULT true,
+                                         forbid_delete boolean DEFAULT false)
+RETURNS integer LANGUAGE sql VOLATILE
+AS 'SELECT prodguard._protect_schema(schema::text, audit, test_data, forbid_delete)';
+COMMENT ON FUNCTION prodguard.protect_schema(name, boolean, boolean, boolean) IS
+    'Protect every table of a schema, now and when created later, with these options; returns how many tables it protected now. Lowering the options needs an override in production.';
+CREATE FUNCTION prodguard.unprotect_schema(schema name) RETURNS void LANGUAGE sql VOLATILE
+AS 'SELECT prodguard._unprotect_schema(schema::text)';
+COMMENT ON FUNCTION prodguard.unprotect_schema(name) IS
+    'Remove a schema''s protection from its tables and from the tables created there later; in production this needs an override.';
+COMMENT ON FUNCTION prodguard._protect_schema(text, boolean, boolean, boolean) IS 'Internal: the body of prodguard.protect_schema().';
+COMMENT ON FUNCTION prodguard._unprotect_schema(text) IS 'Internal: the body of prodguard.unprotect_schema().';
+
+-- New tables of a protected schema are protected in the transaction that creates them
+-- (or moves them there with ALTER TABLE ... SET SCHEMA).
+CREATE FUNCTION prodguard.protect_new_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM prodguard._protect_new_tables();
+END
+$$;
+REVOKE ALL ON FUNCTION prodguard.protect_new_tables() FROM PUBLIC;
+REVOKE ALL ON FUNCTION prodguard._protect_new_tables() FROM PUBLIC;
+COMMENT ON FUNCTION prodguard.protect_new_tables() IS
+    'pg_prodguard: event trigger function; protects the tables a statement creates in (or moves to) a protected schema.';
+COMMENT ON FUNCTION prodguard._protect_new_tables() IS
+    'Internal: the body of the event trigger prodguard_protect_new_tables.';
+CREATE EVENT TRIGGER prodguard_protect_new_tables ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
+    EXECUTE FUNCTION prodguard.protect_new_tables();
+ALTER EVENT TRIGGER prodguard_protect_new_tables ENABLE ALWAYS;
+COMMENT ON EVENT TRIGGER prodguard_protect_new_tables IS
+    'pg_prodguard: protects the new tables of protected schemas.';

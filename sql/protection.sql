@@ -11,7 +11,8 @@ SELECT coalesce(p.table_name, m.oid::regclass) AS table_name,
        coalesce(p.audit, false) AS audit,
        coalesce(p.test_data, false) AS test_data,
        coalesce(p.forbid_delete, false) OR m.oid IS NOT NULL AS forbid_delete,
-       m.oid IS NOT NULL AS migration_history
+       m.oid IS NOT NULL AS migration_history,
+       coalesce(p.via, 'migration_history') AS via
   FROM prodguard.table_protection p
   FULL JOIN migration_history m ON m.oid = p.table_name::oid
  WHERE p.table_name IS NULL
@@ -21,6 +22,8 @@ COMMENT ON VIEW prodguard.protected_tables IS
     'pg_prodguard: every protected table and its options; migration-history tables are protected automatically (forbid_delete).';
 COMMENT ON COLUMN prodguard.protected_tables.migration_history IS
     'Protected automatically, by name, as a migration-history table.';
+COMMENT ON COLUMN prodguard.protected_tables.via IS
+    'How the table is protected: table (protect()), schema (protect_schema()) or migration_history (by its name).';
 COMMENT ON FUNCTION prodguard.protect(regclass, boolean, boolean, boolean) IS
     'Protect a table: audit its changes, refuse test data, and/or (forbid_delete) refuse DELETE, TRUNCATE and DROP in production. Idempotent; lowering an option needs an override in production.';
 COMMENT ON FUNCTION prodguard.unprotect(regclass) IS

@@ -94,7 +94,8 @@ CREATE TABLE prodguard.table_protection (
     test_data     boolean NOT NULL,
     forbid_delete boolean NOT NULL,
     protected_at  timestamptz NOT NULL DEFAULT now(),
-    protected_by  text NOT NULL
+    protected_by  text NOT NULL,
+    via           text NOT NULL DEFAULT 'table' CHECK (via IN ('table', 'schema'))
 );
 REVOKE ALL ON prodguard.table_protection FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('prodguard.table_protection', '');
@@ -106,6 +107,7 @@ COMMENT ON COLUMN prodguard.table_protection.test_data IS 'Refuse rows that carr
 COMMENT ON COLUMN prodguard.table_protection.forbid_delete IS 'Refuse DELETE, TRUNCATE and DROP of the table in production.';
 COMMENT ON COLUMN prodguard.table_protection.protected_at IS 'When the options were last set.';
 COMMENT ON COLUMN prodguard.table_protection.protected_by IS 'Who set them (current_user).';
+COMMENT ON COLUMN prodguard.table_protection.via IS 'table: by protect(); schema: by protect_schema() of its schema.';
 
 -- A dropped table takes its protection row with it, so that a new table that happens to
 -- get the same oid is not protected by mistake.

@@ -60,6 +60,13 @@ extension_sql_file!(
     requires = ["audit", metrics]
 );
 
+// Coverage by schema: the table, protect_schema(), the event trigger.
+extension_sql_file!(
+    "../sql/schema_protection.sql",
+    name = "schema_protection",
+    requires = ["protection", protect_schema, unprotect_schema, protect_new_tables]
+);
+
 // Approved changes: the table, the changes view, request_change().
 extension_sql_file!(
     "../sql/changes.sql",

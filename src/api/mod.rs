@@ -6,6 +6,8 @@
 //!
 //! - `changes`: `request_change()`, `approve_change()`, `revoke_change()`;
 //! - `protect`: `protect()`, `unprotect()`;
+//! - `protect_schema`: `protect_schema()`, `unprotect_schema()`, the event trigger that
+//!   protects new tables of a protected schema;
 //! - `dictionary`: `dictionary_add()`, `dictionary_remove()`, `dictionary_enable()`;
 //! - `scan`: `scan()`, `scan_table()`;
 //! - `restore`: `restore_row()`, `undo_transaction()`, `restore_table()`,
@@ -15,6 +17,7 @@
 pub mod changes;
 pub mod dictionary;
 pub mod protect;
+pub mod protect_schema;
 pub mod restore;
 pub mod scan;
 pub mod status;

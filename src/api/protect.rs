@@ -41,12 +41,38 @@ fn protect(
         forbid_delete,
         migration_history: false,
     };
+    apply(relid, wanted, Via::Table);
+}
+
+/// How a table came to be protected (`protected_tables.via`).
+#[derive(Clone, Copy, PartialEq)]
+pub enum Via {
+    /// By protect().
+    Table,
+    /// By protect_schema() of its schema (`api::protect_schema`).
+    Schema,
+}
+
+impl Via {
+    fn name(self) -> &'static str {
+        match self {
+            Via::Table => "table",
+            Via::Schema => "schema",
+        }
+    }
+}
+
+/// Gives a table the options `wanted` (installing or removing its triggers), recorded as
+/// coming `via` protect() or its schema. Lowering an option needs an override in
+/// production. The caller has checked that the table can be protected and by whom.
+pub fn apply(relid: pg_sys::Oid, wanted: Flags, via: Via) {
+    let name = pg::describe_table(relid);
     let current = stored_flags(relid);
     if let Some(current) = current {
         let lowered: Vec<&str> = [
-            ("audit", current.audit && !audit),
-            ("test_data", current.test_data && !test_data),
-            ("forbid_delete", current.forbid_delete && !forbid_delete),
+            ("audit", current.audit && !wanted.audit),
+            ("test_data", current.test_data && !wanted.test_data),
+            ("forbid_delete", current.forbid_delete && !wanted.forbid_delete),
         ]
         .into_iter()
         .filter_map(|(option, off)| off.then_some(option))
@@ -60,34 +86,51 @@ fn protect(
             );
         }
     }
-    if current == Some(wanted) {
+    if current == Some(wanted) && (via == Via::Schema || stored_via(relid).as_deref() == Some("table")) {
         return;
     }
-    if current.is_some_and(|c| c.test_data) != test_data {
-        set_test_data_trigger(relid, test_data);
+    if current.is_some_and(|c| c.test_data) != wanted.test_data {
+        set_test_data_trigger(relid, wanted.test_data);
     }
-    if current.is_some_and(|c| c.audit) != audit {
-        set_audit_trigger(relid, audit);
+    if current.is_some_and(|c| c.audit) != wanted.audit {
+        set_audit_trigger(relid, wanted.audit);
     }
     if current.is_none() {
         set_truncate_trigger(relid, true);
     }
-    write_config(
-        "INSERT INTO prodguard.table_protection AS p
-                (table_name, audit, test_data, forbid_delete, protected_by)
-         VALUES ($1::regclass, $2, $3, $4, $5)
-         ON CONFLICT (table_name) DO UPDATE
-            SET audit = excluded.audit, test_data = excluded.test_data,
-                forbid_delete = excluded.forbid_delete, protected_at = now(),
-                protected_by = excluded.protected_by",
-        vec![
-            relid.into(),
-            audit.into(),
-            test_data.into(),
-            forbid_delete.into(),
-            current_user().into(),
-        ],
-    );
+    let mut args = vec![
+        relid.into(),
+        wanted.audit.into(),
+        wanted.test_data.into(),
+        wanted.forbid_delete.into(),
+        current_user().into(),
+    ];
+    // (a library newer than the extension's objects, before ALTER EXTENSION ... UPDATE,
+    // writes the 0.1.0 table, which has no `via`)
+    if has_via() {
+        args.push(via.name().into());
+        write_config(
+            "INSERT INTO prodguard.table_protection AS p
+                    (table_name, audit, test_data, forbid_delete, protected_by, via)
+             VALUES ($1::regclass, $2, $3, $4, $5, $6)
+             ON CONFLICT (table_name) DO UPDATE
+                SET audit = excluded.audit, test_data = excluded.test_data,
+                    forbid_delete = excluded.forbid_delete, protected_at = now(),
+                    protected_by = excluded.protected_by, via = excluded.via",
+            args,
+        );
+    } else {
+        write_config(
+            "INSERT INTO prodguard.table_protection AS p
+                    (table_name, audit, test_data, forbid_delete, protected_by)
+             VALUES ($1::regclass, $2, $3, $4, $5)
+             ON CONFLICT (table_name) DO UPDATE
+                SET audit = excluded.audit, test_data = excluded.test_data,
+                    forbid_delete = excluded.forbid_delete, protected_at = now(),
+                    protected_by = excluded.protected_by",
+            args,
+        );
+    }
 }
 
 /// Removes a table's protection. In production this needs an override. Migration-history
@@ -105,13 +148,7 @@ fn unprotect(tbl: PgRelation) {
             &name,
             "It would switch off every protection of the table.",
         );
-        write_config(
-            "DELETE FROM prodguard.table_protection WHERE table_name = $1::regclass",
-            vec![relid.into()],
-        );
-        set_test_data_trigger(relid, false);
-        set_audit_trigger(relid, false);
-        set_truncate_trigger(relid, false);
+        remove(relid);
     } else if !is_migration_history(relid) {
         notice(format!("{name} is not protected"));
     }
@@ -120,6 +157,46 @@ fn unprotect(tbl: PgRelation) {
             "{name} stays protected against DELETE, TRUNCATE and DROP as a migration-history table"
         ));
     }
+}
+
+/// Whether prodguard.table_protection has the `via` column (0.2.0's objects).
+fn has_via() -> bool {
+    let Some(config) = extension::own_table(c"table_protection") else {
+        return false;
+    };
+    // SAFETY: a syscache lookup of a column by name; InvalidAttrNumber when absent.
+    unsafe { pg_sys::get_attnum(config, c"via".as_ptr()) != pg_sys::InvalidAttrNumber as i16 }
+}
+
+/// How the table's protection row says it was protected (`table` or `schema`).
+pub fn stored_via(relid: pg_sys::Oid) -> Option<String> {
+    let config = extension::own_table(c"table_protection")?;
+    extension::as_owner_of(config, || {
+        crate::core::spi::one::<String>(
+            "SELECT via FROM prodguard.table_protection WHERE table_name = $1::regclass",
+            &[relid.into()],
+        )
+        .ok()
+        .flatten()
+    })
+    .flatten()
+}
+
+/// Removes a table's protection row and triggers (the caller judged the lowering).
+pub fn remove(relid: pg_sys::Oid) {
+    let current = stored_flags(relid);
+    write_config(
+        "DELETE FROM prodguard.table_protection WHERE table_name = $1::regclass",
+        vec![relid.into()],
+    );
+    // (only the triggers it has: DROP TRIGGER IF EXISTS would say so for each other one)
+    if current.is_none_or(|c| c.test_data) {
+        set_test_data_trigger(relid, false);
+    }
+    if current.is_none_or(|c| c.audit) {
+        set_audit_trigger(relid, false);
+    }
+    set_truncate_trigger(relid, false);
 }
 
 /// Names of the tables protected automatically; used by the protected_tables view.
@@ -224,13 +301,16 @@ fn set_audit_trigger(relid: pg_sys::Oid, on: bool) {
     run_own_ddl(relid, &sql, &format!("{verb} the audit trigger"));
 }
 
-/// Installs or removes the test-data trigger of a table, as its owner.
+/// Installs or removes the test-data trigger of a table, as its owner. It is created
+/// ENABLE ALWAYS, so that session_replication_role = replica does not skip it (logical
+/// replication's apply worker records its matches instead of refusing them).
 fn set_test_data_trigger(relid: pg_sys::Oid, on: bool) {
     let table = pg::qualified_identifier(relid);
     let sql = if on {
         format!(
             "CREATE OR REPLACE TRIGGER {TEST_DATA_TRIGGER} BEFORE INSERT OR UPDATE ON {table}
-                 FOR EACH ROW EXECUTE FUNCTION prodguard.test_data_trigger()"
+                 FOR EACH ROW EXECUTE FUNCTION prodguard.test_data_trigger();
+             ALTER TABLE {table} ENABLE ALWAYS TRIGGER {TEST_DATA_TRIGGER}"
         )
     } else {
         format!("DROP TRIGGER IF EXISTS {TEST_DATA_TRIGGER} ON {table}")
@@ -286,6 +366,21 @@ fn forget_dropped_tables() {
     });
     if let Some(Err(e)) = done {
         raise_internal("forget the protection of dropped tables", e);
+    }
+    // and of dropped schemas (protect_schema())
+    if let Some(schemas) = extension::own_table(c"schema_protection") {
+        let done = extension::as_owner_of(schemas, || {
+            crate::core::passes::own_write(|| {
+                Spi::run(
+                    "DELETE FROM prodguard.schema_protection
+                      WHERE schema_name::oid IN (SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects()
+                                                  WHERE classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass)",
+                )
+            })
+        });
+        if let Some(Err(e)) = done {
+            raise_internal("forget the protection of dropped schemas", e);
+        }
     }
     // SAFETY: queues a relcache invalidation of our own table, sent at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(config) };

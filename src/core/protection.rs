@@ -37,7 +37,7 @@ pub const TRUNCATE_TRIGGER: &str = "zz_prodguard_truncate";
 /// Tables that record which migrations ran (SPEC §4). Incident B's database lost its
 /// history table; these are protected against DELETE, TRUNCATE and DROP in any schema, by
 /// name, as their tools create them.
-pub const MIGRATION_HISTORY_TABLES: [&str; 20] = [
+pub const MIGRATION_HISTORY_TABLES: [&str; 21] = [
     "schema_migrations", // Supabase (supabase_migrations.schema_migrations), Rails, golang-migrate
     "_prisma_migrations",
     "flyway_schema_history",
@@ -57,7 +57,8 @@ pub const MIGRATION_HISTORY_TABLES: [&str; 20] = [
     "__drizzle_migrations",
     "atlas_schema_revisions",
     "gorp_migrations", // sql-migrate
-    "schemaversion",   // DbUp
+    "schemaversion",   // DbUp (as SPEC names it)
+    "schemaversions",  // DbUp (the name it gives the table on PostgreSQL)
 ];
 
 /// The lock tables of migration tools: the tool releases its lock with an UPDATE or DELETE
