@@ -6,8 +6,8 @@
 //! cache miss (see `cache`).
 //!
 //! Scanned: every column whose type (or domain base type, or array element type) is in
-//! the string category (text, varchar, char, name, citext, ...), enums, and the string
-//! values inside json and jsonb (not the keys).
+//! the string category (text, varchar, char, name, citext, ...), enums, the text form of
+//! composites, xml and hstore, and the string values inside json and jsonb (not the keys).
 //!
 //! The dictionaries, `scan()` and `scan_table()` are SQL functions (`api::dictionary`,
 //! `api::scan`) built on this module's matcher and readers.

@@ -12,7 +12,8 @@ use pgrx::JsonB;
 pub enum Reader {
     /// A varlena string type (text, varchar, char, citext, ...): read its bytes.
     Varlena,
-    /// Any other string-like type (name, enums, ...): its output function.
+    /// Any other type with text (name, enums, composites, xml, hstore): the string of its
+    /// output function.
     Output(pg_sys::Oid),
     Json,
     Jsonb,
@@ -43,11 +44,20 @@ pub fn reader_for(typid: pg_sys::Oid) -> Option<Reader> {
         let mut preferred = false;
         pg_sys::get_type_category_preferred(typid, &mut category, &mut preferred);
         let is_enum = pg_sys::type_is_enum(typid);
+        let mut output = pg_sys::InvalidOid;
+        let mut varlena = false;
+        // Composites, xml and hstore hold text too: their text form is scanned (a value's
+        // strings sit between quotes or tags there, so word boundaries hold).
+        if typid == pg_sys::XMLOID
+            || (typid != pg_sys::RECORDOID && pg_sys::type_is_rowtype(typid))
+            || crate::core::pg::cstr_or(pg_sys::format_type_be(typid), "").ends_with("hstore")
+        {
+            pg_sys::getTypeOutputInfo(typid, &mut output, &mut varlena);
+            return Some(Reader::Output(output));
+        }
         if category as u8 != b'S' && !is_enum {
             return None;
         }
-        let mut output = pg_sys::InvalidOid;
-        let mut varlena = false;
         pg_sys::getTypeOutputInfo(typid, &mut output, &mut varlena);
         if varlena && !is_enum && typid != pg_sys::NAMEOID {
             Some(Reader::Varlena)

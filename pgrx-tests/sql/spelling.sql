@@ -1,0 +1,37 @@
+-- Test data in every spelling and in every kind of column (issue 16): full-width letters,
+-- runs of white space, NBSP, tabs and newlines, invisible characters, Cyrillic look-alikes
+-- and numbers grouped any way are the same pattern; composites, xml and hstore are scanned.
+CREATE TABLE sp_products (id int PRIMARY KEY, name text);
+SELECT prodguard.protect('sp_products');
+SELECT prodguard.dictionary_add('sp_fixtures', ARRAY['Coca Cola Classic']);
+\set VERBOSITY terse
+INSERT INTO sp_products VALUES (1, 'Ｃｏｃａ Ｃｏｌａ Ｃｌａｓｓｉｃ');
+INSERT INTO sp_products VALUES (2, 'Coca  Cola Classic');
+INSERT INTO sp_products VALUES (3, E'Coca\u00A0Cola\tClassic');
+INSERT INTO sp_products VALUES (4, E'Coca\nCola Classic');
+INSERT INTO sp_products VALUES (5, E'Co\u200Bca Co\u00ADla Classic');
+INSERT INTO sp_products VALUES (6, E'\u0421oca \u0421ola \u0421lassic');
+INSERT INTO sp_products VALUES (7, 'JOHN  DOE');
+INSERT INTO sp_products VALUES (8, 'card 4242.4242.4242.4242');
+INSERT INTO sp_products VALUES (9, 'call 555 0100 today');
+\set VERBOSITY default
+-- Real values that only look close are written.
+INSERT INTO sp_products VALUES (10, 'Coca Cola Classics Collection'), (11, 'order 15550100'),
+       (12, 'Cocoa Cola'), (13, 'Ltd. 4242');
+SELECT id, name FROM sp_products ORDER BY id;
+-- scan() reports where the text is, in the original value.
+SELECT dictionary, pattern, match_start, match_end
+  FROM prodguard.scan(E'x Ｃｏｃａ  Ｃｏｌａ\u00A0Ｃｌａｓｓｉｃ y');
+SELECT dictionary, pattern, match_start, match_end FROM prodguard.scan('tel 555.0123, card 4111-1111-1111-1111');
+-- Composite, xml and hstore columns are scanned too.
+CREATE EXTENSION IF NOT EXISTS hstore;
+CREATE TYPE sp_contact AS (name text, phone text);
+CREATE TABLE sp_rich (id int PRIMARY KEY, contact sp_contact, doc xml, attrs hstore);
+SELECT prodguard.protect('sp_rich');
+\set VERBOSITY terse
+INSERT INTO sp_rich (id, contact) VALUES (1, ROW('John Doe', '+1 202 555 0100'));
+INSERT INTO sp_rich (id, doc) VALUES (2, '<customer><name>Jane Doe</name></customer>');
+INSERT INTO sp_rich (id, attrs) VALUES (3, 'email => "qa@example.com"');
+\set VERBOSITY default
+INSERT INTO sp_rich VALUES (4, ROW('Ada Lovelace', '+44 20 1234 5678'), '<customer><name>Ada</name></customer>', 'tier => "gold"');
+SELECT id FROM sp_rich;
