@@ -79,9 +79,11 @@ pub struct Hit {
 pub struct Matcher {
     automaton: Option<AhoCorasick>,
     patterns: Vec<Pattern>,
-    /// Per automaton pattern: its rule, and the patterns (indices) that share its key.
+    /// Per automaton pattern: its rule, its first pattern (index), and any other patterns
+    /// that share its key (few: spellings of one number or name).
     rules: Vec<Rule>,
-    members: Vec<Vec<usize>>,
+    primary: Vec<usize>,
+    others: std::collections::HashMap<usize, Vec<usize>>,
 }
 
 impl Matcher {
@@ -92,7 +94,8 @@ impl Matcher {
         let mut kept = Vec::with_capacity(patterns.len());
         let mut folded: Vec<String> = Vec::with_capacity(patterns.len());
         let mut rules = Vec::with_capacity(patterns.len());
-        let mut members: Vec<Vec<usize>> = Vec::with_capacity(patterns.len());
+        let mut primary: Vec<usize> = Vec::with_capacity(patterns.len());
+        let mut others: std::collections::HashMap<usize, Vec<usize>> = Default::default();
         // Spellings of one pattern (`4242 4242 ...`, `4242-4242-...`) share a key: one
         // automaton pattern, which reports the spelling that was written where it can.
         let mut by_key: std::collections::HashMap<(String, Kind), usize> =
@@ -104,13 +107,15 @@ impl Matcher {
                 continue;
             }
             let index = kept.len();
-            if let Some(&id) = by_key.get(&(f.clone(), p.kind)) {
-                members[id].push(index);
+            let slot = (f, p.kind);
+            if let Some(&id) = by_key.get(&slot) {
+                others.entry(id).or_default().push(index);
                 kept.push(p);
                 continue;
             }
+            let (f, _) = slot;
             by_key.insert((f.clone(), p.kind), folded.len());
-            members.push(vec![index]);
+            primary.push(index);
             rules.push(Rule {
                 kind: p.kind,
                 open_left: f.chars().next().is_some_and(char::is_alphanumeric),
@@ -149,7 +154,8 @@ impl Matcher {
             automaton,
             patterns: kept,
             rules,
-            members,
+            primary,
+            others,
         })
     }
 
@@ -244,7 +250,9 @@ impl Matcher {
     /// written in the value if the dictionary has it, else the dictionary's first.
     fn reported(&self, id: usize, text: &str, first_only: bool) -> Vec<usize> {
         let mut chosen: Vec<usize> = Vec::new();
-        for &i in &self.members[id] {
+        let members = std::iter::once(self.primary[id])
+            .chain(self.others.get(&id).into_iter().flatten().copied());
+        for i in members {
             let dictionary = &self.patterns[i].dictionary;
             match chosen.iter_mut().find(|c| &self.patterns[**c].dictionary == dictionary) {
                 Some(c) => {
