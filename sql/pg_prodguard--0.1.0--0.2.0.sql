@@ -95,15 +95,19 @@ BEGIN
 END
 $upgrade$;
 
--- The test-data trigger fires ALWAYS in 0.2.0: session_replication_role = replica no longer
--- silences it (logical replication's apply worker records its matches instead).
+-- The test-data trigger of 0.2.0 is an AFTER row trigger (it judges the row as stored,
+-- after every BEFORE trigger, generated columns computed), named to fire before the audit
+-- trigger, and fires ALWAYS: session_replication_role = replica no longer silences it.
 DO $upgrade$
 DECLARE
     t regclass;
 BEGIN
     FOR t IN SELECT tgrelid::regclass FROM pg_catalog.pg_trigger
-              WHERE tgname = 'zz_prodguard_test_data' AND NOT tgisinternal LOOP
-        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_prodguard_test_data', t);
+              WHERE tgname = 'zz_prodguard_test_data' AND NOT tgisinternal AND tgparentid = 0 LOOP
+        EXECUTE format('DROP TRIGGER zz_prodguard_test_data ON %s', t);
+        EXECUTE format('CREATE TRIGGER zz_prodguard_a_test_data AFTER INSERT OR UPDATE ON %s
+                            FOR EACH ROW EXECUTE FUNCTION prodguard.test_data_trigger()', t);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_prodguard_a_test_data', t);
     END LOOP;
 END
 $upgrade$;

@@ -8,7 +8,7 @@
 //!
 //! | hook | routes to |
 //! |---|---|
-//! | ProcessUtility | `command_guard::check` (TRUNCATE, DROP, ALTER ... SET, ...) |
+//! | ProcessUtility | `command_guard::check` (TRUNCATE, DROP, ALTER ... SET, ...), `test_data_guard::ddl` (DDL that writes values into protected tables: before and after it runs) |
 //! | planner | `row_guard::mark_plan` (DELETE/UPDATE without WHERE) |
 //! | ExecutorStart | `row_guard::after_start` (before any row is touched) |
 //! | ExecutorFinish | `row_guard::after_finish` (rows changed) |
@@ -43,8 +43,10 @@ use pgrx::prelude::*;
 
 use crate::core::error::catch_bug;
 use crate::core::extension;
+use crate::core::pg;
 use crate::guards::command as command_guard;
 use crate::guards::row as row_guard;
+use crate::guards::test_data as test_data_guard;
 use crate::records::{history, shmem};
 
 /// LargeObjectRelationId (pg_largeobject), the class of a large object in the object-access
@@ -212,6 +214,22 @@ unsafe extern "C-unwind" fn process_utility(
         // SAFETY: the ERROR is still PostgreSQL's current error; re-throw it as it is.
         unsafe { raw::pg_re_throw() }
     }
+    // DDL that wrote values into a protected table is checked in its own transaction.
+    // SAFETY: the statement ran; a #[pg_guard] function.
+    unsafe { after_utility_guarded(pstmt) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn after_utility_guarded(pstmt: *mut pg_sys::PlannedStmt) {
+    catch_bug("the test-data guard", || {
+        // SAFETY: the hook's PlannedStmt, whose statement just ran.
+        unsafe {
+            let stmt = (*pstmt).utilityStmt;
+            if !stmt.is_null() {
+                test_data_guard::ddl::after(stmt, pg::current_statement().as_deref());
+            }
+        }
+    });
 }
 
 #[pg_guard]
@@ -231,6 +249,10 @@ unsafe extern "C-unwind" fn utility_guarded(
         // SAFETY: guaranteed by the caller (the hook's own arguments).
         unsafe {
             command_guard::check(pstmt, query_string);
+            let stmt = (*pstmt).utilityStmt;
+            if !stmt.is_null() {
+                test_data_guard::ddl::before(stmt, pg::current_statement().as_deref());
+            }
             command_guard::enter_statement(pstmt)
         }
     })

@@ -10,7 +10,7 @@ CREATE VIEW shop.customer_names AS SELECT name FROM shop.customers;
 CREATE TEMP TABLE scratch (id int);
 SELECT prodguard.protect_schema('shop');
 SELECT table_name, audit, test_data, forbid_delete, via FROM prodguard.protected_tables
- WHERE table_name::text LIKE 'shop.%' ORDER BY 1::text;
+ WHERE table_name::text LIKE 'shop.%' ORDER BY table_name::text;
 -- A table created later is protected in the transaction that creates it, whatever creates it.
 BEGIN;
 CREATE TABLE shop.invoices (id int PRIMARY KEY, customer text);
@@ -25,7 +25,7 @@ CREATE TABLE public.moved (id int PRIMARY KEY, v text);
 ALTER TABLE public.moved SET SCHEMA shop;
 SELECT table_name, via FROM prodguard.protected_tables
  WHERE table_name::text IN ('shop.invoices', 'shop.order_copy', 'shop.customer_copy', 'shop.orders_2027', 'shop.moved')
- ORDER BY 1::text;
+ ORDER BY table_name::text;
 -- ... and its rows are audited and checked like any protected table's.
 INSERT INTO shop.moved VALUES (1, 'real value');
 INSERT INTO shop.moved VALUES (2, 'Jane Doe');
@@ -65,7 +65,7 @@ BEGIN;
 SET LOCAL prodguard.override = 'CHG-5001: shop moves to its own database';
 SELECT prodguard.unprotect_schema('shop');
 COMMIT;
-SELECT table_name, via FROM prodguard.protected_tables WHERE table_name::text LIKE 'shop.%' ORDER BY 1::text;
+SELECT table_name, via FROM prodguard.protected_tables WHERE table_name::text LIKE 'shop.%' ORDER BY table_name::text;
 SELECT action, object, override_reason FROM prodguard.audit_log WHERE override_reason LIKE 'CHG-5001%';
 CREATE TABLE shop.after (id int);
 SELECT count(*) FROM prodguard.protected_tables WHERE table_name = 'shop.after'::regclass;
@@ -74,12 +74,12 @@ SELECT prodguard.unprotect_schema('shop');
 -- session_replication_role = replica does not silence the test-data trigger.
 CREATE TABLE sc_people (id int PRIMARY KEY, name text);
 SELECT prodguard.protect('sc_people');
-SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'sc_people'::regclass AND tgname = 'zz_prodguard_test_data';
+SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'sc_people'::regclass AND tgname = 'zz_prodguard_a_test_data';
 SET session_replication_role = replica;
 INSERT INTO sc_people VALUES (1, 'John Doe');
 RESET session_replication_role;
 -- and switching it back to ORIGIN is guarded like switching it off
-ALTER TABLE sc_people ENABLE TRIGGER zz_prodguard_test_data;
+ALTER TABLE sc_people ENABLE TRIGGER zz_prodguard_a_test_data;
 
 -- In a development database, nothing of this needs an override.
 CREATE DATABASE sc_dev;
@@ -93,7 +93,7 @@ CREATE SCHEMA app;
 CREATE TABLE app.t (id int);
 SELECT prodguard.protect_schema('app');
 CREATE TABLE app.u (id int);
-SELECT table_name, via FROM prodguard.protected_tables ORDER BY 1::text;
+SELECT table_name, via FROM prodguard.protected_tables ORDER BY table_name::text;
 SELECT prodguard.protect_schema('app', audit => false);
 SELECT prodguard.unprotect_schema('app');
 SELECT count(*) FROM prodguard.protected_tables;

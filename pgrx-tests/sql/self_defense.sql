@@ -45,8 +45,10 @@ FORGED	someone	production
 -- once, then refused); an application's sequence is not concerned.
 SELECT last_value AS seq_before FROM prodguard.audit_log_id_seq \gset
 SELECT setval('prodguard.audit_log_id_seq', 1);
+SET client_min_messages = warning;  -- (the NOTICE says where the sequence was put back)
 SELECT setval(pg_get_serial_sequence('prodguard.audit_log', 'id'), 1);
 DO $$ DECLARE s text := 'prodguard.audit_log_id_seq'; n bigint; BEGIN n := setval(s, 2); END $$;
+RESET client_min_messages;
 SELECT last_value = :seq_before AS sequence_unmoved FROM prodguard.audit_log_id_seq;
 CREATE TABLE sd_seq (id serial);
 SELECT setval('sd_seq_id_seq', 42);

@@ -301,14 +301,15 @@ fn set_audit_trigger(relid: pg_sys::Oid, on: bool) {
     run_own_ddl(relid, &sql, &format!("{verb} the audit trigger"));
 }
 
-/// Installs or removes the test-data trigger of a table, as its owner. It is created
-/// ENABLE ALWAYS, so that session_replication_role = replica does not skip it (logical
-/// replication's apply worker records its matches instead of refusing them).
+/// Installs or removes the test-data trigger of a table, as its owner: an AFTER row
+/// trigger, which judges the row as stored (see `core::protection::TEST_DATA_TRIGGER`). It
+/// is created ENABLE ALWAYS, so that session_replication_role = replica does not skip it
+/// (logical replication's apply worker records its matches instead of refusing them).
 fn set_test_data_trigger(relid: pg_sys::Oid, on: bool) {
     let table = pg::qualified_identifier(relid);
     let sql = if on {
         format!(
-            "CREATE OR REPLACE TRIGGER {TEST_DATA_TRIGGER} BEFORE INSERT OR UPDATE ON {table}
+            "CREATE OR REPLACE TRIGGER {TEST_DATA_TRIGGER} AFTER INSERT OR UPDATE ON {table}
                  FOR EACH ROW EXECUTE FUNCTION prodguard.test_data_trigger();
              ALTER TABLE {table} ENABLE ALWAYS TRIGGER {TEST_DATA_TRIGGER}"
         )

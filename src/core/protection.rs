@@ -27,9 +27,13 @@ use crate::core::pg::{self, OidMap};
 
 /// The row-audit trigger `protect(audit => true)` installs (AFTER, ENABLE ALWAYS).
 pub const AUDIT_TRIGGER: &str = "zz_prodguard_audit";
-/// The test-data trigger `protect(test_data => true)` installs. BEFORE triggers fire in
-/// name order: this one comes after the table's own, so it sees the row as it is written.
-pub const TEST_DATA_TRIGGER: &str = "zz_prodguard_test_data";
+/// The test-data trigger `protect(test_data => true)` installs: an AFTER row trigger, so
+/// that it judges the row as it is stored (after every BEFORE trigger, generated columns
+/// computed). AFTER triggers fire in name order too: this name comes before the audit
+/// trigger's, whose entry for the row carries the matches of the `log` action.
+pub const TEST_DATA_TRIGGER: &str = "zz_prodguard_a_test_data";
+/// The BEFORE trigger of 0.1.0, which the upgrade script replaces.
+pub const TEST_DATA_TRIGGER_0_1: &str = "zz_prodguard_test_data";
 /// The statement trigger every protected table gets: records a TRUNCATE that logical
 /// replication applies (ENABLE ALWAYS).
 pub const TRUNCATE_TRIGGER: &str = "zz_prodguard_truncate";

@@ -316,10 +316,10 @@ pub fn jsonb_from_text(json: &str) -> pg_sys::Datum {
 // ---------------------------------------------------------------------------------------
 // Test-data matches waiting for their row's audit entry.
 //
-// Under `test_data_action = log`, the BEFORE row trigger of the test-data guard finds the
-// matches, and the AFTER row trigger of the audit writes the row's entry. The matches wait
-// here in between, found again by table and by a fingerprint of the scanned columns'
-// values (detoasted, so the row before storage and the stored row agree).
+// Under `test_data_action = log`, the row trigger of the test-data guard finds the matches,
+// and the audit trigger, which fires after it (both are AFTER row triggers, in name
+// order), writes the row's entry. The matches wait here in between, found again by table
+// and by a fingerprint of the scanned columns' values (detoasted).
 
 struct Pending {
     relid: pg_sys::Oid,

@@ -12,7 +12,8 @@ use pgrx::PgList;
 use crate::core::extension::{self, NAME as EXTENSION, SCHEMA};
 use crate::core::pg::{self, cstr_or, opt_cstr};
 use crate::core::protection::{
-    self, AUDIT_TRIGGER, MIGRATION_HISTORY_TABLES, TEST_DATA_TRIGGER, TRUNCATE_TRIGGER,
+    self, AUDIT_TRIGGER, MIGRATION_HISTORY_TABLES, TEST_DATA_TRIGGER, TEST_DATA_TRIGGER_0_1,
+    TRUNCATE_TRIGGER,
 };
 use crate::core::settings::{self, Environment, Token};
 
@@ -404,7 +405,7 @@ pub fn trigger_change(
     let Some(table) = (unsafe { Table::resolve(relation) }) else {
         return Vec::new();
     };
-    let ours = [AUDIT_TRIGGER, TEST_DATA_TRIGGER, TRUNCATE_TRIGGER];
+    let ours = [AUDIT_TRIGGER, TEST_DATA_TRIGGER, TEST_DATA_TRIGGER_0_1, TRUNCATE_TRIGGER];
     let rule = if table.schema == SCHEMA {
         Rule::Extension
     } else {

@@ -1,4 +1,6 @@
-//! Test-data guard (SPEC §5): the BEFORE INSERT/UPDATE row trigger of protected tables.
+//! Test-data guard (SPEC §5): the AFTER INSERT/UPDATE row trigger of protected tables, which
+//! judges each row as it is stored (after every BEFORE trigger, with generated columns
+//! computed: issue 16); a refusal is an ERROR, which rolls the statement back.
 //!
 //! The per-row path is: look up the backend's compiled `Matcher` and the table's column
 //! plan (both cached, `cache`), read the text values of the new row (on UPDATE only the
@@ -13,8 +15,10 @@
 //! `api::scan`) built on this module's matcher and readers.
 
 pub mod cache;
+pub mod ddl;
 mod fold;
 pub mod matcher;
+pub mod table_scan;
 pub mod values;
 
 use std::cell::RefCell;
@@ -82,8 +86,8 @@ fn test_data_trigger_row<'a>(
         action = TestDataAction::Log;
     }
     let data = trigger.trigger_data();
-    // SAFETY: a row-level BEFORE INSERT/UPDATE trigger: tg_relation is open, tg_trigtuple
-    // is the new row on INSERT and the old row on UPDATE, where tg_newtuple is the new one.
+    // SAFETY: a row-level AFTER INSERT/UPDATE trigger: tg_relation is open, tg_trigtuple
+    // is the stored row on INSERT and the old row on UPDATE, where tg_newtuple is the new one.
     let rel = data.tg_relation;
     let is_update = (data.tg_event & pg_sys::TRIGGER_EVENT_OPMASK) == pg_sys::TRIGGER_EVENT_UPDATE;
     let (new_tuple, old_tuple) = if is_update {
