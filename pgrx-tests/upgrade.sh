@@ -32,7 +32,7 @@ check "the user dictionary kept" "$(q old "SELECT count(*) FROM prodguard.dictio
 check "the protection kept, and the new TRUNCATE trigger installed" \
     "$(q old "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgname LIKE 'zz_prodguard%'")" 3
 check "the test-data trigger is 0.2.0's: AFTER, fires ALWAYS" \
-    "$(q old "SELECT tgname || ' ' || (tgtype & 2 = 0) || ' ' || tgenabled FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgname LIKE '%test_data'")" \
+    "$(q old "SELECT tgname || ' ' || (tgtype & 2 = 0) || ' ' || tgenabled::text FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgname LIKE '%test_data'")" \
     "zz_prodguard_a_test_data true A"
 check "the audit goes on, ids after the old ones" \
     "$(q old "INSERT INTO orders VALUES (100, 'after the update'); SELECT max(id) > ${audit_before#*/} FROM prodguard.audit_log")" t
