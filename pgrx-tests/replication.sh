@@ -21,12 +21,14 @@ pub() { psql -X -q -t -A -h "$pubhost" -p "$pubport" -d app "$@"; }
 sub() { psql -X -q -t -A -h "$subhost" -p "$subport" -d app "$@"; }
 schema="CREATE EXTENSION pg_prodguard;
 CREATE TABLE orders (id int PRIMARY KEY, item text);
-CREATE TABLE ledger (id int PRIMARY KEY, amount int);"
+CREATE TABLE ledger (id int PRIMARY KEY, amount int);
+CREATE TABLE notes (id int PRIMARY KEY, body text);"
 psql -X -q -h "$pubhost" -p "$pubport" -d postgres -c "CREATE DATABASE app"
 psql -X -q -h "$subhost" -p "$subport" -d postgres -c "CREATE DATABASE app"
 pub -c "$schema" >/dev/null
 sub -c "$schema" >/dev/null
-sub -c "SELECT prodguard.protect('orders')" -c "SELECT prodguard.protect('ledger', forbid_delete => true)" >/dev/null
+sub -c "SELECT prodguard.protect('orders')" -c "SELECT prodguard.protect('ledger', forbid_delete => true)" \
+    -c "SELECT prodguard.protect('notes')" >/dev/null
 pub -c "INSERT INTO orders SELECT g, 'item ' || g FROM generate_series(1, 3000) g" \
     -c "INSERT INTO ledger SELECT g, g FROM generate_series(1, 500) g"
 
@@ -35,7 +37,7 @@ check "CREATE PUBLICATION ... FOR ALL TABLES is refused" \
     "$(pub -v VERBOSITY=verbose -c "CREATE PUBLICATION everything FOR ALL TABLES" 2>&1 | grep -o '^ERROR:  [0-9A-Z]*' | awk '{print $2}')" 42501
 check "...and so is one naming the prodguard schema" \
     "$(pub -v VERBOSITY=verbose -c "CREATE PUBLICATION ours FOR TABLES IN SCHEMA prodguard" 2>&1 | grep -o '^ERROR:  [0-9A-Z]*' | awk '{print $2}')" 42501
-pub -c "CREATE PUBLICATION shop FOR TABLE orders, ledger"
+pub -c "CREATE PUBLICATION shop FOR TABLE orders, ledger, notes"
 sub -c "CREATE SUBSCRIPTION shop CONNECTION 'host=$pubhost port=$pubport dbname=app user=postgres' PUBLICATION shop" 2>&1 | grep -v NOTICE || true
 # wait for the initial copy
 for _ in $(seq 1 100); do
@@ -44,6 +46,20 @@ for _ in $(seq 1 100); do
 done
 check "the subscriber has the rows" "$(sub -c "SELECT (SELECT count(*) FROM orders) || '/' || (SELECT count(*) FROM ledger)")" 3000/500
 synced=$(sub -c "SELECT now()")
+
+# test data written on the publisher (where the table is not protected) is applied on the
+# subscriber, whose test-data trigger fires ALWAYS: recorded in the row's audit entry, not
+# refused (a refusal would stall the subscription)
+pub -c "INSERT INTO notes VALUES (1, 'call John Doe')" >/dev/null
+for _ in $(seq 1 100); do
+    [ "$(sub -c "SELECT count(*) FROM notes")" = 1 ] && break
+    sleep 0.2
+done
+check "replicated test data is applied, not refused" "$(sub -c "SELECT body FROM notes")" "call John Doe"
+check "...and its matches are recorded in the row's audit entry" \
+    "$(sub -c "SELECT test_data -> 0 ->> 'pattern' FROM prodguard.audit_log WHERE table_name = 'notes' AND action = 'INSERT'")" "John Doe"
+check "...while a session of the subscriber in replica mode is refused" \
+    "$(sub -c "SET session_replication_role = replica; INSERT INTO notes VALUES (2, 'Jane Doe')" 2>&1 | grep -c 'contains test data')" 1
 
 # the publisher's operator deletes every order and truncates the ledger (with an override)
 pub -c "BEGIN; SET LOCAL prodguard.override = 'CHG-200: empty the shop'; DELETE FROM orders WHERE true; TRUNCATE ledger; COMMIT;" >/dev/null

@@ -26,26 +26,49 @@
 
 use unicode_normalization::char::decompose_compatible;
 
-/// Whether a value needs no folding at all: ASCII without capitals, without white space
-/// other than single spaces, and without a separator between digits. Such a value is its
-/// own key (the fast path of the row trigger: one pass over the bytes, no copy).
-pub fn is_plain(value: &str) -> bool {
+/// How much folding a value needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// ASCII without capitals, without white space other than single spaces, and without
+    /// a separator between digits: the value is its own key (no copy).
+    Plain,
+    /// The same, but with capitals: its key is its ASCII lower case, byte for byte (offsets
+    /// unchanged).
+    Capitals,
+    /// Anything else: `fold`.
+    Other,
+}
+
+/// The shape of a value, in one pass over its bytes (the row trigger's fast path).
+pub fn shape(value: &str) -> Shape {
     let b = value.as_bytes();
+    let mut capitals = false;
     for (i, &c) in b.iter().enumerate() {
         match c {
-            0x80.. | b'A'..=b'Z' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' => return false,
-            b' ' if i > 0 && b[i - 1] == b' ' => return false,
+            b'A'..=b'Z' => capitals = true,
+            0x80.. | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' => return Shape::Other,
+            b' ' if i > 0 && b[i - 1] == b' ' => return Shape::Other,
             b' ' | b'.' | b'-'
                 if i > 0
                     && b[i - 1].is_ascii_digit()
                     && b.get(i + 1).is_some_and(u8::is_ascii_digit) =>
             {
-                return false
+                return Shape::Other
             }
             _ => {}
         }
     }
-    true
+    if capitals {
+        Shape::Capitals
+    } else {
+        Shape::Plain
+    }
+}
+
+/// Whether a value is its own key (`Shape::Plain`).
+#[cfg(test)]
+pub fn is_plain(value: &str) -> bool {
+    shape(value) == Shape::Plain
 }
 
 /// The key of a text, appended to `out`.
@@ -292,6 +315,10 @@ mod tests {
         }
         for s in ["John", "a  b", "a\tb", "1 2", "1.2", "1-2", "é"] {
             assert!(!is_plain(s), "{s:?}");
+        }
+        for s in ["John Doe", "A.B-C", "Card 4242"] {
+            assert_eq!(shape(s), Shape::Capitals, "{s:?}");
+            assert_eq!(key(s), s.to_ascii_lowercase());
         }
     }
 

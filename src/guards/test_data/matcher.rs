@@ -182,10 +182,20 @@ impl Matcher {
         let Some(automaton) = &self.automaton else {
             return Vec::new();
         };
-        if fold::is_plain(value) {
-            // the value is its own key: offsets are the same, and plain ASCII
+        let shape = fold::shape(value);
+        if shape != fold::Shape::Other {
+            // the value is its own key, or its ASCII lower case: offsets are the same, and
+            // boundaries (letters and digits) look the same in both
+            let haystack: &str = if shape == fold::Shape::Plain {
+                value
+            } else {
+                buffer.clear();
+                buffer.push_str(value);
+                buffer.make_ascii_lowercase();
+                buffer
+            };
             let mut found: Vec<(usize, usize, usize)> = Vec::new();
-            for m in automaton.find_overlapping_iter(value) {
+            for m in automaton.find_overlapping_iter(haystack) {
                 let (start, end, id) = (m.start(), m.end(), m.pattern().as_usize());
                 if self.counts(value, start, end, &self.rules[id]) {
                     found.push((start, end, id));
