@@ -35,3 +35,22 @@ INSERT INTO sp_rich (id, attrs) VALUES (3, 'email => "qa@example.com"');
 \set VERBOSITY default
 INSERT INTO sp_rich VALUES (4, ROW('Ada Lovelace', '+44 20 1234 5678'), '<customer><name>Ada</name></customer>', 'tier => "gold"');
 SELECT id FROM sp_rich;
+-- The false-positive corpus grows with the folding: realistic names, addresses, products
+-- and numbers in several scripts, all written.
+CREATE TABLE sp_real (id serial PRIMARY KEY, v text);
+SELECT prodguard.protect('sp_real');
+INSERT INTO sp_real (v) VALUES
+    ('Иван Петров'), ('Ольга Смирнова, ул. Тверская 7, Москва'), ('ТОО «Сервис-Про»'),
+    ('Сергей Доу'), ('Јован Јовановић'), ('Γιώργος Παπαδόπουλος'), ('Οδός Ερμού 12, Αθήνα'),
+    ('王小明'), ('北京市朝阳区建国路88号'), ('東京都渋谷区神南1-2-3'), ('محمد علي'), ('דוד כהן'),
+    ('İstanbul Şişli, Halaskargazi Cd. No:42'), ('Müller & Söhne GmbH, Hauptstraße 5'),
+    ('Tarte tatin maison, 4 pièces'), ('José Núñez, Calle de Alcalá 42, Madrid'),
+    ('Ｔｏｋｙｏ Ｏｆｆｉｃｅ'), ('ＬＴＤ　４２４２'), ('Coca-Cola Zero 330ml'), ('Pepsi Max 2L'),
+    ('Johnny Doerr'), ('Jane Doerr-Smith'), ('Doe Run Road 12'), ('Test Kitchen Ltd'),
+    ('4242 Sunset Blvd, Los Angeles'), ('Order 4242-4243'), ('Tel. +7 495 123-45-67'),
+    ('+1 650 253 0000'), ('ISBN 978-3-16-148410-0'), ('IBAN DE89 3704 0044 0532 0130 00'),
+    ('2024.05.01 12:00'), ('v1.2.3-beta'), ('4 242,42 €'), ('SKU 4111-11'),
+    ('card ending 4242'), ('Room 555, 0100 block'),
+    (E'Line one\nLine two\ttabbed'), (E'Ｓｅｒｖｉｃｅ\u00A0desk'), ('ООО «Ромашка»'),
+    ('Απόστολος Κοντός'), ('Κωνσταντίνος Χρήστου');
+SELECT count(*) AS real_values_written FROM sp_real;
