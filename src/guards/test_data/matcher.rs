@@ -194,6 +194,11 @@ impl Matcher {
                 buffer.make_ascii_lowercase();
                 buffer
             };
+            // (most values hold no pattern at all: a plain search, with the automaton's
+            // prefilter, says so faster than the overlapping one)
+            if !automaton.is_match(haystack) {
+                return Vec::new();
+            }
             let mut found: Vec<(usize, usize, usize)> = Vec::new();
             for m in automaton.find_overlapping_iter(haystack) {
                 let (start, end, id) = (m.start(), m.end(), m.pattern().as_usize());
@@ -222,6 +227,9 @@ impl Matcher {
         }
         buffer.clear();
         fold::fold_into(value, buffer);
+        if !automaton.is_match(buffer.as_str()) {
+            return Vec::new();
+        }
         let candidates: Vec<(usize, usize, usize)> = automaton
             .find_overlapping_iter(buffer.as_str())
             .take(MAX_CANDIDATES)

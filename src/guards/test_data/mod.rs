@@ -49,6 +49,7 @@ const SHOWN_MATCH_CHARS: usize = 100;
 thread_local! {
     /// Reused for folding non-ASCII values, so the per-row path does not allocate.
     static FOLD_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    static ROW: std::cell::Cell<Deformed> = std::cell::Cell::new(Deformed::default());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -130,20 +131,74 @@ unsafe fn find_in_row(
     if matcher.is_empty() {
         return None;
     }
-    // SAFETY: guaranteed by the caller.
+    // SAFETY: guaranteed by the caller; the rows are deformed once each (reading columns
+    // one by one after a variable-length one would walk the row from its start each time).
     unsafe {
         let tupdesc = (*rel).rd_att;
         let cols = columns((*rel).rd_id, tupdesc);
+        if cols.is_empty() {
+            return None;
+        }
+        let mut row = ROW.take();
+        deform(new, tupdesc, &mut row.new_values, &mut row.new_nulls);
+        if !old.is_null() {
+            deform(old, tupdesc, &mut row.old_values, &mut row.old_nulls);
+        }
+        let found = scan_columns(&matcher, &cols, &row, !old.is_null());
+        ROW.set(row);
+        found
+    }
+}
+
+/// The deformed new (and old) row of the trigger call, kept between calls so that its
+/// buffers are allocated once per backend.
+#[derive(Default)]
+struct Deformed {
+    new_values: Vec<pg_sys::Datum>,
+    new_nulls: Vec<bool>,
+    old_values: Vec<pg_sys::Datum>,
+    old_nulls: Vec<bool>,
+}
+
+/// # Safety
+/// `tuple` must be a tuple with descriptor `tupdesc`.
+unsafe fn deform(
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+    values: &mut Vec<pg_sys::Datum>,
+    nulls: &mut Vec<bool>,
+) {
+    // SAFETY: guaranteed by the caller; both vectors get natts elements.
+    unsafe {
+        let natts = (*tupdesc).natts as usize;
+        values.resize(natts, pg_sys::Datum::from(0));
+        nulls.resize(natts, true);
+        pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    }
+}
+
+/// The first match in the scanned columns of a deformed row; on UPDATE (`compare`) only
+/// in columns whose value changed.
+///
+/// # Safety
+/// `row` must hold the deformed row(s) of the relation `cols` was made for.
+unsafe fn scan_columns(
+    matcher: &matcher::Matcher,
+    cols: &[values::Column],
+    row: &Deformed,
+    compare: bool,
+) -> Option<Found> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
         for col in cols.iter() {
-            let mut null = false;
-            let datum = pg_sys::heap_getattr(new, col.attnum, tupdesc, &mut null);
-            if null {
+            let i = col.attnum as usize - 1;
+            if row.new_nulls[i] {
                 continue;
             }
-            if !old.is_null() {
-                let mut old_null = false;
-                let before = pg_sys::heap_getattr(old, col.attnum, tupdesc, &mut old_null);
-                if !old_null && pg::same_image(datum, before, col.typbyval, col.typlen) {
+            let datum = row.new_values[i];
+            if compare && !row.old_nulls[i] {
+                let before = row.old_values[i];
+                if pg::same_image(datum, before, col.typbyval, col.typlen) {
                     continue;
                 }
             }
