@@ -22,7 +22,9 @@
 //! Hits are searched overlapping, so that a hit that fails its boundary rule does not hide
 //! another pattern's valid hit at the same place.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::{
+    AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Anchored, Input, MatchKind, StartKind,
+};
 
 use super::fold;
 
@@ -78,6 +80,8 @@ pub struct Hit {
 
 pub struct Matcher {
     automaton: Option<AhoCorasick>,
+    /// Where a pattern may start: its first three bytes (hashed), or all of a shorter one.
+    starts: StartFilter,
     patterns: Vec<Pattern>,
     /// Per automaton pattern: its rule, its first pattern (index), and any other patterns
     /// that share its key (few: spellings of one number or name).
@@ -141,6 +145,7 @@ impl Matcher {
             let build = |kind| {
                 AhoCorasickBuilder::new()
                     .match_kind(MatchKind::Standard)
+                    .start_kind(StartKind::Both)
                     .kind(Some(kind))
                     .build(&folded)
             };
@@ -150,8 +155,10 @@ impl Matcher {
                     .map_err(|e| e.to_string())?,
             )
         };
+        let starts = StartFilter::new(&folded);
         Ok(Matcher {
             automaton,
+            starts,
             patterns: kept,
             rules,
             primary,
@@ -196,7 +203,7 @@ impl Matcher {
             };
             // (most values hold no pattern at all: a plain search, with the automaton's
             // prefilter, says so faster than the overlapping one)
-            if !automaton.is_match(haystack) {
+            if !self.any_match(automaton, haystack) {
                 return Vec::new();
             }
             let mut found: Vec<(usize, usize, usize)> = Vec::new();
@@ -227,7 +234,7 @@ impl Matcher {
         }
         buffer.clear();
         fold::fold_into(value, buffer);
-        if !automaton.is_match(buffer.as_str()) {
+        if !self.any_match(automaton, buffer.as_str()) {
             return Vec::new();
         }
         let candidates: Vec<(usize, usize, usize)> = automaton
@@ -261,6 +268,26 @@ impl Matcher {
             found.truncate(1);
         }
         found
+    }
+
+    /// Whether any pattern occurs in a key. Most values hold none: rather than running the
+    /// automaton over every byte (a large NFA costs tens of instructions per byte), only
+    /// the places where a pattern may start (by its first bytes) are tried, anchored.
+    fn any_match(&self, automaton: &AhoCorasick, key: &str) -> bool {
+        let k = key.as_bytes();
+        let anchored_at = |i: usize| match automaton
+            .try_find(Input::new(key).range(i..).anchored(Anchored::Yes))
+        {
+            Ok(found) => found.is_some(),
+            Err(_) => automaton.is_match(key),
+        };
+        if self.starts.short {
+            return (0..k.len()).any(|i| self.starts.may_start(k, i) && anchored_at(i));
+        }
+        // (the common case: every pattern has three bytes or more)
+        k.windows(3)
+            .enumerate()
+            .any(|(i, w)| bit(&self.starts.three, three_hash(w[0], w[1], w[2])) && anchored_at(i))
     }
 
     /// The patterns a hit of automaton pattern `id` reports: one per dictionary among the
@@ -306,6 +333,70 @@ impl Matcher {
             return false;
         }
         true
+    }
+}
+
+/// The first bytes of every pattern, as sets: a position of a value where no pattern may
+/// start is skipped without running the automaton. Three-byte prefixes are hashed into a
+/// 2^19-bit set (64 KB); patterns of one or two bytes are kept exactly.
+struct StartFilter {
+    three: Vec<u64>,
+    two: Vec<u64>,
+    one: [u64; 4],
+    /// Whether any pattern is shorter than three bytes.
+    short: bool,
+}
+
+const START_BITS: u32 = 19;
+
+fn set_bit(set: &mut [u64], x: usize) {
+    set[x >> 6] |= 1 << (x & 63);
+}
+
+fn bit(set: &[u64], x: usize) -> bool {
+    set[x >> 6] & (1 << (x & 63)) != 0
+}
+
+fn three_hash(a: u8, b: u8, c: u8) -> usize {
+    let x = u32::from(a) << 16 | u32::from(b) << 8 | u32::from(c);
+    (x.wrapping_mul(0x9E37_79B1) >> (32 - START_BITS)) as usize
+}
+
+impl StartFilter {
+    fn new(keys: &[String]) -> StartFilter {
+        let mut f = StartFilter {
+            three: vec![0; 1 << (START_BITS - 6)],
+            two: Vec::new(),
+            one: [0; 4],
+            short: false,
+        };
+        for k in keys {
+            let b = k.as_bytes();
+            match b.len() {
+                0 => {}
+                1 => {
+                    set_bit(&mut f.one, usize::from(b[0]));
+                    f.short = true;
+                }
+                2 => {
+                    if f.two.is_empty() {
+                        f.two = vec![0; 1 << 10];
+                    }
+                    set_bit(&mut f.two, usize::from(b[0]) << 8 | usize::from(b[1]));
+                    f.short = true;
+                }
+                _ => set_bit(&mut f.three, three_hash(b[0], b[1], b[2])),
+            }
+        }
+        f
+    }
+
+    fn may_start(&self, k: &[u8], i: usize) -> bool {
+        bit(&self.one, usize::from(k[i]))
+            || (i + 1 < k.len()
+                && !self.two.is_empty()
+                && bit(&self.two, usize::from(k[i]) << 8 | usize::from(k[i + 1])))
+            || (i + 2 < k.len() && bit(&self.three, three_hash(k[i], k[i + 1], k[i + 2])))
     }
 }
 

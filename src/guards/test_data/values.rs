@@ -117,10 +117,16 @@ unsafe fn one(datum: pg_sys::Datum, reader: Reader, visit: &mut dyn FnMut(&str) 
             Reader::Varlena => {
                 let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
                 let bytes = pgrx::varlena::varlena_to_byte_slice(v);
-                // Server text is valid in its encoding; the plain check is the fast path.
-                match std::str::from_utf8(bytes) {
-                    Ok(s) => visit(s),
-                    Err(_) => visit(&String::from_utf8_lossy(bytes)),
+                // SAFETY (from_utf8_unchecked): a text value is valid in the database's
+                // encoding (every input path of PostgreSQL verifies it), so in a UTF-8
+                // database it needs no second check.
+                if utf8_database() {
+                    visit(std::str::from_utf8_unchecked(bytes))
+                } else {
+                    match std::str::from_utf8(bytes) {
+                        Ok(s) => visit(s),
+                        Err(_) => visit(&String::from_utf8_lossy(bytes)),
+                    }
                 }
             }
             Reader::Output(f) => {
@@ -147,4 +153,11 @@ fn json_strings(value: &serde_json::Value, visit: &mut dyn FnMut(&str) -> bool) 
         Value::Object(map) => map.values().any(|v| json_strings(v, visit)),
         _ => false,
     }
+}
+
+/// Whether this database's encoding is UTF-8 (fixed for the life of the backend).
+fn utf8_database() -> bool {
+    static UTF8: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // SAFETY: GetDatabaseEncoding reads a backend global set at connection start.
+    *UTF8.get_or_init(|| unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32)
 }
