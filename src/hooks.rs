@@ -43,7 +43,6 @@ use pgrx::prelude::*;
 
 use crate::core::error::catch_bug;
 use crate::core::extension;
-use crate::core::pg;
 use crate::guards::command as command_guard;
 use crate::guards::row as row_guard;
 use crate::guards::test_data as test_data_guard;
@@ -215,8 +214,13 @@ unsafe extern "C-unwind" fn process_utility(
         unsafe { raw::pg_re_throw() }
     }
     // DDL that wrote values into a protected table is checked in its own transaction.
-    // SAFETY: the statement ran; a #[pg_guard] function.
-    unsafe { after_utility_guarded(pstmt) };
+    // SAFETY: the statement ran; its node is read for its tag only; a #[pg_guard] function.
+    unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        if !stmt.is_null() && (*stmt).type_ == pg_sys::NodeTag::T_AlterTableStmt {
+            after_utility_guarded(pstmt);
+        }
+    }
 }
 
 #[pg_guard]
@@ -226,7 +230,7 @@ unsafe extern "C-unwind" fn after_utility_guarded(pstmt: *mut pg_sys::PlannedStm
         unsafe {
             let stmt = (*pstmt).utilityStmt;
             if !stmt.is_null() {
-                test_data_guard::ddl::after(stmt, pg::current_statement().as_deref());
+                test_data_guard::ddl::after(stmt);
             }
         }
     });
@@ -251,7 +255,7 @@ unsafe extern "C-unwind" fn utility_guarded(
             command_guard::check(pstmt, query_string);
             let stmt = (*pstmt).utilityStmt;
             if !stmt.is_null() {
-                test_data_guard::ddl::before(stmt, pg::current_statement().as_deref());
+                test_data_guard::ddl::before(stmt);
             }
             command_guard::enter_statement(pstmt)
         }

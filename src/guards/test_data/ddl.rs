@@ -50,7 +50,12 @@ fn active() -> Option<(Environment, TestDataAction)> {
 ///
 /// # Safety
 /// `stmt` must be a valid utility parse node.
-pub unsafe fn before(stmt: *mut pg_sys::Node, statement: Option<&str>) {
+pub unsafe fn before(stmt: *mut pg_sys::Node) {
+    // SAFETY: guaranteed by the caller.
+    let tag = unsafe { (*stmt).type_ };
+    if !matches!(tag, pg_sys::NodeTag::T_AlterTableStmt | pg_sys::NodeTag::T_AlterEnumStmt) {
+        return; // (every other utility statement: one comparison)
+    }
     let Some((env, action)) = active() else {
         return;
     };
@@ -83,7 +88,7 @@ pub unsafe fn before(stmt: *mut pg_sys::Node, statement: Option<&str>) {
                             pg::describe_table(parent),
                             named(&hits)
                         );
-                        judge(env, action, parent, "ALTER TABLE ATTACH PARTITION", &hits, why, statement);
+                        judge(env, action, parent, "ALTER TABLE ATTACH PARTITION", &hits, why);
                     }
                 }
             }
@@ -113,7 +118,7 @@ pub unsafe fn before(stmt: *mut pg_sys::Node, statement: Option<&str>) {
                         p.dictionary,
                         pg::describe_table(relid)
                     );
-                    judge(env, action, relid, "ALTER TYPE RENAME VALUE", &hits, why, statement);
+                    judge(env, action, relid, "ALTER TYPE RENAME VALUE", &hits, why);
                     return;
                 }
             }
@@ -126,7 +131,7 @@ pub unsafe fn before(stmt: *mut pg_sys::Node, statement: Option<&str>) {
 ///
 /// # Safety
 /// `stmt` must be a valid utility parse node.
-pub unsafe fn after(stmt: *mut pg_sys::Node, statement: Option<&str>) {
+pub unsafe fn after(stmt: *mut pg_sys::Node) {
     // SAFETY: guaranteed by the caller.
     if unsafe { (*stmt).type_ } != pg_sys::NodeTag::T_AlterTableStmt {
         return;
@@ -177,7 +182,7 @@ pub unsafe fn after(stmt: *mut pg_sys::Node, statement: Option<&str>) {
                 pg::describe_table(relid),
                 named(&hits)
             );
-            judge(env, action, relid, "ALTER TABLE", &hits, why, statement);
+            judge(env, action, relid, "ALTER TABLE", &hits, why);
         }
     }
 }
@@ -279,8 +284,9 @@ fn judge(
     command: &str,
     hits: &[RowHit],
     why: String,
-    statement: Option<&str>,
 ) {
+    let statement = pg::current_statement();
+    let statement = statement.as_deref();
     let finding = Finding::here(Guard::TestData, command, pg::describe_table(relid), why.clone(), Some(relid))
         .prefer("Otherwise correct the values (prodguard.scan_table() lists them), or remove the pattern with prodguard.dictionary_remove() if it is real data.")
         .with_message(format!(
