@@ -5,6 +5,7 @@
 //! accented. Run with `cargo bench --bench matcher`.
 
 #[path = "../src/guards/test_data/fold.rs"]
+#[allow(dead_code)]
 mod fold;
 #[path = "../src/guards/test_data/matcher.rs"]
 #[allow(dead_code)]
