@@ -64,6 +64,17 @@ check "DROP SCHEMA prodguard CASCADE: every audit row back" \
 check "...with the DROP SCHEMA override" \
     "$(q app "SELECT count(*) FROM prodguard.audit_log WHERE action = 'DROP SCHEMA' AND override_reason = 'INC-8'")" 1
 
+# 2b. A schema prodguard_history made beforehand by another role (a rule there would eat
+#     the copied rows) is not trusted: the drop is refused, the history stays
+q app "CREATE ROLE dev LOGIN; GRANT CREATE ON DATABASE app TO dev" >/dev/null
+q app "SET ROLE dev; CREATE SCHEMA prodguard_history" >/dev/null
+check "a prodguard_history made by another role makes DROP EXTENSION fail" \
+    "$(q app "BEGIN; SET LOCAL prodguard.override = 'INC-9'; DROP EXTENSION pg_prodguard CASCADE; COMMIT" | grep -c 'could not keep the history')" 1
+check "...and the extension and its history are still there" \
+    "$(q app "SELECT count(*) > 0 FROM prodguard.audit_log")" t
+q app "BEGIN; SET LOCAL prodguard.override = 'test: clean up'; DROP SCHEMA prodguard_history; DROP OWNED BY dev; COMMIT; DROP ROLE dev" >/dev/null
+check "...which goes once its maker's schema is gone" "$(q app "SELECT count(*) FROM pg_namespace WHERE nspname = 'prodguard_history'")" 0
+
 # 3. setval() on the audit sequence: refused, never backwards
 check "setval() of the audit sequence refused" \
     "$(q app "SELECT setval('prodguard.audit_log_id_seq', 1)" | grep -c 'setval() of sequence "prodguard.audit_log_id_seq" is blocked')" 1

@@ -20,6 +20,18 @@ BEGIN
     IF pg_catalog.to_regnamespace('prodguard_history') IS NULL THEN
         RETURN;
     END IF;
+    -- Only what a superuser kept is put back: a schema or table made by someone else
+    -- (with a rule or trigger that edits rows, or forged rows) is refused, not trusted.
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+             WHERE n.nspname = 'prodguard_history')
+       OR EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+                   WHERE c.relnamespace = 'prodguard_history'::regnamespace
+                     AND (NOT r.rolsuper OR c.relhasrules OR c.relhastriggers OR c.relrowsecurity))
+       OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace = 'prodguard_history'::regnamespace) THEN
+        RAISE EXCEPTION 'schema "prodguard_history" cannot be trusted as pg_prodguard''s kept history'
+            USING DETAIL = 'It, or something in it, is owned by a role that is not a superuser, or carries rules, triggers, policies or functions.',
+                  HINT = 'Inspect it; rename it out of the way to install without the kept history, or fix its ownership.';
+    END IF;
     FOREACH t IN ARRAY ARRAY['audit_log', 'backup_table', 'backup_row', 'denial_log', 'change_request'] LOOP
         CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('prodguard_history.%I', t)) IS NULL;
         SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)

@@ -106,3 +106,13 @@ COMMIT;
 SELECT count(*) FROM prodguard.schema_protection WHERE schema_name::text = 'owned';
 DROP ROLE sc_nobody;
 DROP ROLE sc_owner;
+-- Unlogged tables of a protected schema are protected too; pg_prodguard's event triggers
+-- cannot be switched off or renamed without an override (issue 16 review).
+CREATE SCHEMA sc_more;
+SELECT prodguard.protect_schema('sc_more');
+CREATE UNLOGGED TABLE sc_more.scratchpad (note text);
+SELECT via FROM prodguard.protected_tables WHERE table_name = 'sc_more.scratchpad'::regclass;
+ALTER EVENT TRIGGER prodguard_protect_new_tables DISABLE;
+ALTER EVENT TRIGGER prodguard_protect_new_tables RENAME TO off_now;
+ALTER EVENT TRIGGER prodguard_forget_dropped_tables DISABLE;
+SELECT evtname, evtenabled FROM pg_event_trigger WHERE evtname LIKE 'prodguard%' ORDER BY 1;

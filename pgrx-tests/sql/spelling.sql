@@ -54,3 +54,21 @@ INSERT INTO sp_real (v) VALUES
     (E'Line one\nLine two\ttabbed'), (E'Ｓｅｒｖｉｃｅ\u00A0desk'), ('ООО «Ромашка»'),
     ('Απόστολος Κοντός'), ('Κωνσταντίνος Χρήστου');
 SELECT count(*) AS real_values_written FROM sp_real;
+-- More spellings found by an attacker (issue 16 review): dashes and separator runs in
+-- numbers, blank-looking fillers, small capitals, Latin alpha, Armenian o, combining
+-- accents; and text inside ranges.
+\set VERBOSITY terse
+INSERT INTO sp_products VALUES (20, E'card 4242\u20134242\u20134242\u20134242');
+INSERT INTO sp_products VALUES (21, 'card 4242 - 4242 - 4242 - 4242');
+INSERT INTO sp_products VALUES (22, E'call 555\u20110100');
+INSERT INTO sp_products VALUES (23, E'John\u3164Doe');
+INSERT INTO sp_products VALUES (24, E'J\u1D0Fhn D\u1D0Fe');
+INSERT INTO sp_products VALUES (25, E'J\u0251ne Doe');
+INSERT INTO sp_products VALUES (26, E'J\u0585hn Doe');
+INSERT INTO sp_products VALUES (27, E'Jo\u0301hn Doe');
+CREATE TYPE sp_textrange AS RANGE (subtype = text);
+CREATE TABLE sp_ranges (id int PRIMARY KEY, r sp_textrange);
+SELECT prodguard.protect('sp_ranges');
+INSERT INTO sp_ranges VALUES (1, sp_textrange('Jane Doe', 'John Doe'));
+\set VERBOSITY default
+SELECT count(*) AS rows_with_test_data FROM sp_products WHERE id >= 20;

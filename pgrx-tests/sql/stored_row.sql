@@ -45,3 +45,19 @@ SET LOCAL prodguard.override = 'CHG-610: placeholder e-mails for the demo tenant
 ALTER TABLE sr_people ADD COLUMN demo text DEFAULT 'demo@example.com';
 COMMIT;
 SELECT action, object, override_reason FROM prodguard.audit_log WHERE override_reason LIKE 'CHG-610%';
+-- A domain's default fills every row of an added column; an enum label renamed inside a
+-- composite, a range or an array of composites (issue 16 review).
+CREATE DOMAIN sr_placeholder AS text DEFAULT 'John Doe';
+\set VERBOSITY terse
+ALTER TABLE sr_people ADD COLUMN nickname sr_placeholder;
+\set VERBOSITY default
+CREATE TYPE sr_e AS ENUM ('placeholder', 'other');
+CREATE TYPE sr_ce AS (v sr_e);
+CREATE TABLE sr_nested (id int PRIMARY KEY, cev sr_ce, arr sr_ce[]);
+SELECT prodguard.protect('sr_nested');
+INSERT INTO sr_nested VALUES (1, ROW('placeholder'), ARRAY[ROW('other')::sr_ce]);
+\set VERBOSITY terse
+ALTER TYPE sr_e RENAME VALUE 'placeholder' TO 'John Doe';
+\set VERBOSITY default
+ALTER TYPE sr_e RENAME VALUE 'placeholder' TO 'primary';
+SELECT cev FROM sr_nested;

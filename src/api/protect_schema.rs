@@ -120,7 +120,7 @@ fn protect_new_tables() {
                        JOIN pg_catalog.pg_class c ON c.oid = d.objid
                        JOIN prodguard.schema_protection s ON s.schema_name::oid = c.relnamespace
                       WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                        AND d.objsubid = 0 AND c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+                        AND d.objsubid = 0 AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
                         AND NOT EXISTS (SELECT FROM prodguard.table_protection p
                                          WHERE p.table_name::oid = c.oid)
                         AND NOT (c.relispartition AND EXISTS (
@@ -255,7 +255,7 @@ fn tables_of(nsp: pg_sys::Oid) -> Vec<pg_sys::Oid> {
                     // (a partition whose parent is in the schema, or protected, is covered
                     // by its parent's protection and triggers)
                     "SELECT c.oid FROM pg_catalog.pg_class c
-                      WHERE c.relnamespace = $1 AND c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+                      WHERE c.relnamespace = $1 AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
                         AND NOT (c.relispartition AND EXISTS (
                               SELECT FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
                                WHERE i.inhrelid = c.oid

@@ -46,6 +46,26 @@ pub fn keep_before_drop(relid: pg_sys::Oid) {
                 && pg_sys::get_relname_relid(c_name.as_ptr(), nsp) != pg_sys::InvalidOid,
         )
     };
+    // What is kept there must be only the extension owner's: a schema or table someone
+    // else made beforehand (with a rule or trigger that drops or edits the copied rows)
+    // would make the history vanish with the drop.
+    let trusted = extension::as_owner_of(relid, || {
+        crate::core::spi::one::<bool>(
+            "SELECT coalesce((SELECT n.nspowner = $2 FROM pg_catalog.pg_namespace n WHERE n.nspname = $1), true)
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                                 WHERE n.nspname = $1
+                                   AND (c.relowner <> $2 OR c.relhasrules OR c.relhastriggers OR c.relrowsecurity))
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                                 WHERE n.nspname = $1)",
+            &[KEPT_SCHEMA.into(), owner_of(relid).into()],
+        )
+    });
+    if !matches!(trusted, Some(Ok(Some(true)))) {
+        refuse(
+            &name,
+            &format!("schema \"{KEPT_SCHEMA}\" exists and holds objects that are not the extension owner's own tables (another owner, rules, triggers, policies or functions)."),
+        );
+    }
     let mut sql = String::new();
     if !schema_exists {
         sql.push_str(&format!(
@@ -78,4 +98,22 @@ fn refuse(table: &str, why: &str) -> ! {
         format!("pg_prodguard copies its history into schema \"{KEPT_SCHEMA}\" before the table is dropped, and the copy failed: {why}"),
         &format!("Make \"{KEPT_SCHEMA}.{table}\" match the table (or move it aside), then drop again."),
     )
+}
+
+/// The owner of a relation.
+fn owner_of(relid: pg_sys::Oid) -> pg_sys::Oid {
+    // SAFETY: a syscache lookup of a relation that still exists.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as i32,
+            pg_sys::Datum::from(relid),
+        );
+        if tuple.is_null() {
+            return pg_sys::InvalidOid;
+        }
+        let form = pg_sys::GETSTRUCT(tuple) as *mut pg_sys::FormData_pg_class;
+        let owner = (*form).relowner;
+        pg_sys::ReleaseSysCache(tuple);
+        owner
+    }
 }

@@ -28,6 +28,23 @@ pub unsafe fn check(stmt: *mut pg_sys::Node) -> Vec<Judged> {
                 let s = &*(stmt as *mut pg_sys::AlterTableStmt);
                 ("ALTER TABLE", rv_in_schema(s.relation))
             }
+            T_AlterEventTrigStmt => {
+                let s = &*(stmt as *mut pg_sys::AlterEventTrigStmt);
+                ("ALTER EVENT TRIGGER", own_event_trigger(s.trigname))
+            }
+            T_RenameStmt
+                if (*(stmt as *mut pg_sys::RenameStmt)).renameType
+                    == pg_sys::ObjectType::OBJECT_EVENT_TRIGGER =>
+            {
+                let s = &*(stmt as *mut pg_sys::RenameStmt);
+                // (the event trigger's name is the statement's object, a String node)
+                let name = if s.object.is_null() {
+                    None
+                } else {
+                    std::ffi::CString::new(string_node(s.object)).ok()
+                };
+                ("RENAME", name.and_then(|n| own_event_trigger(n.as_ptr())))
+            }
             T_RenameStmt => {
                 let s = &*(stmt as *mut pg_sys::RenameStmt);
                 let object = if s.renameType == pg_sys::ObjectType::OBJECT_SCHEMA {
@@ -211,6 +228,23 @@ pub(super) fn restores_fresh_database() -> bool {
     });
     FRESH_RESTORE.set(fresh);
     fresh
+}
+
+/// `event trigger "name"` when an event trigger of this name belongs to pg_prodguard
+/// (disabling or renaming one switches a guard off: new tables of protected schemas, or
+/// forgetting dropped tables).
+///
+fn own_event_trigger(name: *const std::ffi::c_char) -> Option<String> {
+    let name = opt_cstr(name)?;
+    let ours = crate::core::spi::one::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_event_trigger t
+                          JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_event_trigger'::pg_catalog.regclass
+                                                     AND d.objid = t.oid AND d.deptype = 'e'
+                          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_prodguard'
+                         WHERE t.evtname = $1)",
+        &[name.as_str().into()],
+    );
+    matches!(ours, Ok(Some(true))).then(|| format!("event trigger \"{name}\""))
 }
 
 /// Whether ALTER SCHEMA prodguard OWNER TO names the owner it has.

@@ -143,6 +143,7 @@ pub unsafe fn after(stmt: *mut pg_sys::Node) {
     unsafe {
         let s = &*(stmt as *mut pg_sys::AlterTableStmt);
         let mut columns: Vec<String> = Vec::new();
+        let mut added: Vec<String> = Vec::new();
         for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg(s.cmds).iter_ptr() {
             let def = (*cmd).def as *mut pg_sys::ColumnDef;
             match (*cmd).subtype {
@@ -150,20 +151,34 @@ pub unsafe fn after(stmt: *mut pg_sys::Node) {
                     columns.push(cstr_or((*cmd).name, ""));
                 }
                 pg_sys::AlterTableType::AT_AddColumn
-                    if !def.is_null()
-                        && (*def).type_ == pg_sys::NodeTag::T_ColumnDef
-                        && writes_values(def) =>
+                    if !def.is_null() && (*def).type_ == pg_sys::NodeTag::T_ColumnDef =>
                 {
-                    columns.push(cstr_or((*def).colname, ""));
+                    // a default or generated value written, or a domain's default
+                    if writes_values(def) {
+                        columns.push(cstr_or((*def).colname, ""));
+                    } else {
+                        added.push(cstr_or((*def).colname, ""));
+                    }
                 }
                 _ => {}
             }
         }
-        if columns.is_empty() {
+        if columns.is_empty() && added.is_empty() {
             return;
         }
         let relid = relid_of(s.relation);
         if relid == pg_sys::InvalidOid || !protection::flags(relid).test_data {
+            return;
+        }
+        // an added column whose type (a domain) has a default got that value in every row
+        for name in added {
+            let c = std::ffi::CString::new(name.as_str()).unwrap_or_default();
+            let attnum = pg_sys::get_attnum(relid, c.as_ptr());
+            if attnum > 0 && !pg_sys::get_typdefault(pg_sys::get_atttype(relid, attnum)).is_null() {
+                columns.push(name);
+            }
+        }
+        if columns.is_empty() {
             return;
         }
         let attnums: Vec<i32> = columns
@@ -228,15 +243,27 @@ unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
     }
 }
 
-/// The protected (test_data) tables with a column of type `typid` or an array of it.
+/// The protected (test_data) tables with a column whose type holds `typid` anywhere:
+/// directly, in arrays, domains, composites, ranges and multiranges of it.
 fn tables_using(typid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
     let tables: Vec<pg_sys::Oid> = extension::with_pinned_search_path(|| {
         Spi::connect(|client| {
             client
                 .select(
-                    "SELECT DISTINCT a.attrelid FROM pg_catalog.pg_attribute a
+                    "WITH RECURSIVE holding(oid) AS (
+                         SELECT $1::oid
+                         UNION
+                         SELECT t.oid FROM holding h
+                           JOIN pg_catalog.pg_type t
+                             ON (t.typelem = h.oid AND t.typcategory = 'A') OR t.typbasetype = h.oid
+                             OR t.oid = (SELECT c.reltype FROM pg_catalog.pg_class c
+                                           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+                                          WHERE c.relkind = 'c' AND a.atttypid = h.oid AND c.reltype = t.oid LIMIT 1)
+                             OR t.oid IN (SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngsubtype = h.oid)
+                             OR t.oid IN (SELECT r.rngmultitypid FROM pg_catalog.pg_range r WHERE r.rngtypid = h.oid))
+                     SELECT DISTINCT a.attrelid FROM pg_catalog.pg_attribute a
                       WHERE NOT a.attisdropped AND a.attnum > 0
-                        AND a.atttypid IN ($1, (SELECT typarray FROM pg_catalog.pg_type WHERE oid = $1))",
+                        AND a.atttypid IN (SELECT oid FROM holding)",
                     None,
                     &[typid.into()],
                 )

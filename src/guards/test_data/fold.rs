@@ -61,7 +61,7 @@ pub fn shape(value: &str) -> Shape {
         }
         if class & SEPARATOR != 0
             && previous & DIGIT != 0
-            && b.get(i + 1).is_some_and(u8::is_ascii_digit)
+            && ascii_digit_follows(b, i)
         {
             return Shape::Other;
         }
@@ -134,7 +134,7 @@ fn fold_ascii(b: &[u8], out: &mut String) {
         };
         if matches!(c, b' ' | b'.' | b'-')
             && last == Last::Digit
-            && b.get(i + 1).is_some_and(u8::is_ascii_digit)
+            && ascii_digit_follows(b, i)
         {
             continue;
         }
@@ -159,10 +159,41 @@ pub fn fold(s: &str, out: &mut String, mut after: impl FnMut(usize, usize)) {
     };
     let mut chars = s.char_indices().peekable();
     while let Some((b, c)) = chars.next() {
-        let next_is_digit = chars.peek().is_some_and(|&(_, n)| folds_to_digit(n));
+        let next_is_digit = digit_follows(chars.clone());
         f.original(c, next_is_digit);
         after(b + c.len_utf8(), f.out.len());
     }
+}
+
+/// Whether a digit comes next, after at most two more separators (`4242 - 4242`).
+fn digit_follows(rest: impl Iterator<Item = (usize, char)>) -> bool {
+    for (n, (_, c)) in rest.enumerate() {
+        if n > 2 {
+            return false;
+        }
+        if folds_to_digit(c) {
+            return true;
+        }
+        let separator = c.is_whitespace()
+            || matches!(c, '.' | '-' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' | '\u{FF0D}');
+        if !separator {
+            return false;
+        }
+    }
+    false
+}
+
+/// `digit_follows` for ASCII text, at byte `i`.
+fn ascii_digit_follows(b: &[u8], i: usize) -> bool {
+    for &c in b.iter().skip(i + 1).take(3) {
+        if c.is_ascii_digit() {
+            return true;
+        }
+        if !matches!(c, b' ' | b'.' | b'-' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+            return false;
+        }
+    }
+    false
 }
 
 /// Whether a character's key begins with a digit (ASCII, full-width, ... digits).
@@ -201,7 +232,16 @@ impl Folder<'_> {
             self.key(c.to_ascii_lowercase(), next_is_digit);
             return;
         }
-        if is_default_ignorable(c) {
+        // blank-looking fillers (Hangul fillers, Braille blank) read as a space; dashes as `-`
+        if matches!(c as u32, 0x115F | 0x1160 | 0x3164 | 0xFFA0 | 0x2800) {
+            self.key(' ', next_is_digit);
+            return;
+        }
+        if matches!(c as u32, 0x2010..=0x2015 | 0x2212 | 0xFE58 | 0xFE63 | 0xFF0D) {
+            self.key('-', next_is_digit);
+            return;
+        }
+        if is_default_ignorable(c) || unicode_normalization::char::is_combining_mark(c) {
             return;
         }
         let c = latin_capital(c).unwrap_or(c);
@@ -221,6 +261,9 @@ impl Folder<'_> {
                     }
                 });
                 for &d in &parts[..n] {
+                    if unicode_normalization::char::is_combining_mark(d) {
+                        continue; // (accents: `José` and `Jose` are one spelling)
+                    }
                     if d == 'ß' {
                         self.key('s', false);
                         self.key('s', false);
@@ -258,9 +301,9 @@ impl Folder<'_> {
 /// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt, Unicode 15).
 fn is_default_ignorable(c: char) -> bool {
     matches!(c as u32,
-        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
-        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
-        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+        0x00AD | 0x034F | 0x061C | 0x17B4..=0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
         | 0xE0000..=0xE0FFF)
 }
 
@@ -291,6 +334,31 @@ fn latin_capital(c: char) -> Option<char> {
 /// Small Cyrillic and Greek letters drawn like small Latin ones (TR39 confusables).
 fn latin_small(c: char) -> Option<char> {
     Some(match c {
+        // Latin small capitals and alpha, Armenian look-alikes
+        'ᴀ' | 'ɑ' => 'a',
+        'ʙ' => 'b',
+        'ᴄ' => 'c',
+        'ᴅ' => 'd',
+        'ᴇ' => 'e',
+        'ꜰ' => 'f',
+        'ɢ' => 'g',
+        'ʜ' | 'հ' => 'h',
+        'ɪ' => 'i',
+        'ᴊ' => 'j',
+        'ᴋ' => 'k',
+        'ʟ' => 'l',
+        'ᴍ' => 'm',
+        'ɴ' => 'n',
+        'ᴏ' | 'օ' => 'o',
+        'ᴘ' => 'p',
+        'ʀ' => 'r',
+        'ꜱ' => 's',
+        'ᴛ' => 't',
+        'ᴜ' | 'ս' => 'u',
+        'ᴠ' => 'v',
+        'ᴡ' => 'w',
+        'ʏ' => 'y',
+        'ᴢ' => 'z',
         'а' | 'α' => 'a',
         'с' | 'ϲ' => 'c',
         'ԁ' => 'd',
@@ -338,11 +406,16 @@ mod tests {
         assert_eq!(key("4242.4242.4242.4242"), key("4242 4242 4242 4242"));
         assert_eq!(key("4242-4242-4242-4242"), "4242424242424242");
         assert_eq!(key("555 0100"), key("555-0100"));
+        assert_eq!(key("4242 - 4242 \u{2013} 4242\u{2011}4242"), "4242424242424242");
+        assert_eq!(key("John\u{3164}Doe"), "john doe");
+        assert_eq!(key("J\u{0585}hn D\u{1D0F}e"), "john doe");
+        assert_eq!(key("J\u{0251}ne"), "jane");
+        assert_eq!(key("Jo\u{0301}hn"), "john");
         assert_eq!(key("JOHN  DOE"), "john doe");
         assert_eq!(key("Straße"), "strasse");
         assert_eq!(key("ﬁle"), "file");
         // a separator not between digits stays
-        assert_eq!(key("a-b 1- 2"), "a-b 1- 2");
+        assert_eq!(key("a-b 1-x 2"), "a-b 1-x 2");
         assert_eq!(key("example.com"), "example.com");
     }
 

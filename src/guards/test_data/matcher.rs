@@ -706,7 +706,7 @@ mod tests {
                         plants.push(upper);
                     }
                     for plant in plants {
-                        let planted = format!("{value} {plant} {value}");
+                        let planted = format!("{value} | {plant} | {value}");
                         assert!(
                             !m.all(&planted).is_empty(),
                             "{:?} not found in {planted:?}",

@@ -12,7 +12,7 @@ use pgrx::JsonB;
 pub enum Reader {
     /// A varlena string type (text, varchar, char, citext, ...): read its bytes.
     Varlena,
-    /// Any other type with text (name, enums, composites, xml, hstore): the string of its
+    /// Any other type with text (name, enums, composites, ranges, xml, hstore): the string of its
     /// output function.
     Output(pg_sys::Oid),
     Json,
@@ -46,9 +46,12 @@ pub fn reader_for(typid: pg_sys::Oid) -> Option<Reader> {
         let is_enum = pg_sys::type_is_enum(typid);
         let mut output = pg_sys::InvalidOid;
         let mut varlena = false;
-        // Composites, xml and hstore hold text too: their text form is scanned (a value's
+        // Composites, ranges, xml and hstore hold text too: their text form is scanned (a value's
         // strings sit between quotes or tags there, so word boundaries hold).
+        let typtype = pg_sys::get_typtype(typid) as u8;
         if typid == pg_sys::XMLOID
+            || typtype == pg_sys::TYPTYPE_RANGE as u8
+            || typtype == pg_sys::TYPTYPE_MULTIRANGE as u8
             || (typid != pg_sys::RECORDOID && pg_sys::type_is_rowtype(typid))
             || crate::core::pg::cstr_or(pg_sys::format_type_be(typid), "").ends_with("hstore")
         {
