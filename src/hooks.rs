@@ -150,7 +150,9 @@ unsafe extern "C-unwind" fn object_access(
 
 #[pg_guard]
 unsafe extern "C-unwind" fn function_prepared_guarded(fn_oid: pg_sys::Oid) {
-    catch_bug("the object-access hook", || command_guard::function_prepared(fn_oid));
+    catch_bug("the object-access hook", || {
+        command_guard::function_prepared(fn_oid)
+    });
 }
 
 #[pg_guard]
@@ -241,7 +243,9 @@ unsafe extern "C-unwind" fn redirect_guarded(
     pstmt: *mut pg_sys::PlannedStmt,
 ) -> *mut pg_sys::PlannedStmt {
     // SAFETY: guaranteed by the caller (the hook's own argument).
-    catch_bug("the command guard", || unsafe { command_guard::keep_own_history(pstmt) })
+    catch_bug("the command guard", || unsafe {
+        command_guard::keep_own_history(pstmt)
+    })
 }
 
 #[pg_guard]

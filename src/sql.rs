@@ -64,7 +64,12 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/schema_protection.sql",
     name = "schema_protection",
-    requires = ["protection", protect_schema, unprotect_schema, protect_new_tables]
+    requires = [
+        "protection",
+        protect_schema,
+        unprotect_schema,
+        protect_new_tables
+    ]
 );
 
 // Approved changes: the table, the changes view, request_change().

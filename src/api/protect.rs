@@ -72,7 +72,10 @@ pub fn apply(relid: pg_sys::Oid, wanted: Flags, via: Via) {
         let lowered: Vec<&str> = [
             ("audit", current.audit && !wanted.audit),
             ("test_data", current.test_data && !wanted.test_data),
-            ("forbid_delete", current.forbid_delete && !wanted.forbid_delete),
+            (
+                "forbid_delete",
+                current.forbid_delete && !wanted.forbid_delete,
+            ),
         ]
         .into_iter()
         .filter_map(|(option, off)| off.then_some(option))
@@ -86,7 +89,9 @@ pub fn apply(relid: pg_sys::Oid, wanted: Flags, via: Via) {
             );
         }
     }
-    if current == Some(wanted) && (via == Via::Schema || stored_via(relid).as_deref() == Some("table")) {
+    if current == Some(wanted)
+        && (via == Via::Schema || stored_via(relid).as_deref() == Some("table"))
+    {
         return;
     }
     if current.is_some_and(|c| c.test_data) != wanted.test_data {

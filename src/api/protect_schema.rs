@@ -145,7 +145,8 @@ fn protect_new_tables() {
             })
         })
         .unwrap_or_else(|| Ok(Vec::new()));
-    let found = found.unwrap_or_else(|e| raise_internal("protect the new tables of a protected schema", e));
+    let found =
+        found.unwrap_or_else(|e| raise_internal("protect the new tables of a protected schema", e));
     for (relid, audit, test_data, forbid_delete) in found {
         let flags = Flags {
             audit,
@@ -280,8 +281,9 @@ fn write_schema_row(sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) {
     let Some(config) = extension::own_table(c"schema_protection") else {
         return;
     };
-    let written =
-        extension::as_owner_of(config, || passes::own_write(|| Spi::run_with_args(sql, &args)));
+    let written = extension::as_owner_of(config, || {
+        passes::own_write(|| Spi::run_with_args(sql, &args))
+    });
     if let Some(Err(e)) = written {
         raise_internal("write prodguard.schema_protection", e);
     }

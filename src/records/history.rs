@@ -15,7 +15,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::core::error::raise;
-use crate::core::extension::{self, KEPT_TABLES, KEPT_SCHEMA, SCHEMA};
+use crate::core::extension::{self, KEPT_SCHEMA, KEPT_TABLES, SCHEMA};
 use crate::core::pg;
 
 /// Called by the object-access hook for every relation about to be dropped: copies the
@@ -32,8 +32,7 @@ pub fn keep_before_drop(relid: pg_sys::Oid) {
             pg::opt_cstr(pg_sys::get_rel_name(relid)),
         )
     };
-    let Some(name) = name.filter(|n| namespace == ours && KEPT_TABLES.contains(&n.as_str()))
-    else {
+    let Some(name) = name.filter(|n| namespace == ours && KEPT_TABLES.contains(&n.as_str())) else {
         return;
     };
     // SAFETY: syscache lookups by name; InvalidOid when nothing matches.

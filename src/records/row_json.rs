@@ -267,7 +267,9 @@ unsafe fn kind_of(typid: pg_sys::Oid, context: pg_sys::MemoryContext) -> Kind {
             | pg_sys::TIMEOID
             | pg_sys::TIMETZOID => output(base),
             pg_sys::JSONOID => Kind::Json(to_jsonb_for(typid, context)),
-            pg_sys::FLOAT4OID | pg_sys::FLOAT8OID => Kind::Float(base, to_jsonb_for(typid, context)),
+            pg_sys::FLOAT4OID | pg_sys::FLOAT8OID => {
+                Kind::Float(base, to_jsonb_for(typid, context))
+            }
             _ => Kind::ToJsonb(to_jsonb_for(typid, context)),
         }
     }
@@ -521,9 +523,15 @@ fn huge_number(text: &[u8]) -> bool {
             continue;
         }
         run = 0;
-        if (c == b'e' || c == b'E') && i > 0 && (text[i - 1].is_ascii_digit() || text[i - 1] == b'.') {
+        if (c == b'e' || c == b'E')
+            && i > 0
+            && (text[i - 1].is_ascii_digit() || text[i - 1] == b'.')
+        {
             let rest = &text[i + 1..];
-            let rest = rest.strip_prefix(b"+").or_else(|| rest.strip_prefix(b"-")).unwrap_or(rest);
+            let rest = rest
+                .strip_prefix(b"+")
+                .or_else(|| rest.strip_prefix(b"-"))
+                .unwrap_or(rest);
             if rest.iter().take_while(|d| d.is_ascii_digit()).count() >= 5 {
                 return true;
             }

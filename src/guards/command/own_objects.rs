@@ -196,7 +196,8 @@ pub unsafe fn keep_own_history(pstmt: *mut pg_sys::PlannedStmt) -> *mut pg_sys::
         crate::core::error::notice(format!(
             "table \"{SCHEMA}.{name}\" keeps this database's own history: the rows of this COPY go to temporary table \"{temp}\" and are not added to it"
         ));
-        let copy = pg_sys::copyObjectImpl(pstmt as *const std::ffi::c_void) as *mut pg_sys::PlannedStmt;
+        let copy =
+            pg_sys::copyObjectImpl(pstmt as *const std::ffi::c_void) as *mut pg_sys::PlannedStmt;
         let copied = (*copy).utilityStmt as *mut pg_sys::CopyStmt;
         let c_temp = std::ffi::CString::new(temp).unwrap_or_default();
         (*copied).relation = pg_sys::makeRangeVar(

@@ -101,7 +101,10 @@ pub unsafe fn statement_started(pstmt: *mut pg_sys::PlannedStmt) {
     let named: Vec<pg_sys::Oid> = relations
         .iter_oid()
         // SAFETY: an lsyscache lookup; '\\0' when the relation is gone.
-        .filter(|r| is_own(*r, ours) && unsafe { pg_sys::get_rel_relkind(*r) } as u8 == pg_sys::RELKIND_SEQUENCE)
+        .filter(|r| {
+            is_own(*r, ours)
+                && unsafe { pg_sys::get_rel_relkind(*r) } as u8 == pg_sys::RELKIND_SEQUENCE
+        })
         .collect();
     if named.is_empty() || super::own_objects::restores_fresh_database() {
         return;
@@ -197,7 +200,12 @@ fn judge(seq: pg_sys::Oid) {
         format!("sequence \"{SCHEMA}.{name}\""),
         Some(seq),
     ) {
-        policy::enforce(j.env, &j.finding, j.scope, pg::current_statement().as_deref());
+        policy::enforce(
+            j.env,
+            &j.finding,
+            j.scope,
+            pg::current_statement().as_deref(),
+        );
     }
 }
 

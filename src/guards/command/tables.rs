@@ -405,7 +405,12 @@ pub fn trigger_change(
     let Some(table) = (unsafe { Table::resolve(relation) }) else {
         return Vec::new();
     };
-    let ours = [AUDIT_TRIGGER, TEST_DATA_TRIGGER, TEST_DATA_TRIGGER_0_1, TRUNCATE_TRIGGER];
+    let ours = [
+        AUDIT_TRIGGER,
+        TEST_DATA_TRIGGER,
+        TEST_DATA_TRIGGER_0_1,
+        TRUNCATE_TRIGGER,
+    ];
     let rule = if table.schema == SCHEMA {
         Rule::Extension
     } else {

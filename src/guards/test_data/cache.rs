@@ -79,7 +79,8 @@ pub fn matcher() -> Rc<Matcher> {
                 _ => "The owner of prodguard.dictionary could not be found.".into(),
             };
             crate::core::error::cannot_decide("its test-data dictionaries", why);
-            return Rc::new(Matcher::new(Vec::new()).unwrap_or_else(|e| too_large(&e))); // (not kept)
+            return Rc::new(Matcher::new(Vec::new()).unwrap_or_else(|e| too_large(&e)));
+            // (not kept)
         }
     };
     let matcher = Rc::new(Matcher::new(patterns).unwrap_or_else(|e| too_large(&e)));

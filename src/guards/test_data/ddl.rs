@@ -53,7 +53,10 @@ fn active() -> Option<(Environment, TestDataAction)> {
 pub unsafe fn before(stmt: *mut pg_sys::Node) {
     // SAFETY: guaranteed by the caller.
     let tag = unsafe { (*stmt).type_ };
-    if !matches!(tag, pg_sys::NodeTag::T_AlterTableStmt | pg_sys::NodeTag::T_AlterEnumStmt) {
+    if !matches!(
+        tag,
+        pg_sys::NodeTag::T_AlterTableStmt | pg_sys::NodeTag::T_AlterEnumStmt
+    ) {
         return; // (every other utility statement: one comparison)
     }
     let Some((env, action)) = active() else {
@@ -88,7 +91,14 @@ pub unsafe fn before(stmt: *mut pg_sys::Node) {
                             pg::describe_table(parent),
                             named(&hits)
                         );
-                        judge(env, action, parent, "ALTER TABLE ATTACH PARTITION", &hits, why);
+                        judge(
+                            env,
+                            action,
+                            parent,
+                            "ALTER TABLE ATTACH PARTITION",
+                            &hits,
+                            why,
+                        );
                     }
                 }
             }
@@ -101,7 +111,10 @@ pub unsafe fn before(stmt: *mut pg_sys::Node) {
                 let Some(hit) = m.first(&label, &mut String::new()) else {
                     return;
                 };
-                let typid = pg_sys::typenameTypeId(std::ptr::null_mut(), pg_sys::makeTypeNameFromNameList(s.typeName));
+                let typid = pg_sys::typenameTypeId(
+                    std::ptr::null_mut(),
+                    pg_sys::makeTypeNameFromNameList(s.typeName),
+                );
                 for relid in tables_using(typid) {
                     let p = &m.patterns()[hit.pattern];
                     let hits = vec![RowHit {
@@ -327,7 +340,10 @@ fn judge(
         }
         TestDataAction::Warn => {
             denial::log(Event::Warned, &finding, None);
-            pgrx::warning!("{command} puts test data into {}: {why}", pg::describe_table(relid));
+            pgrx::warning!(
+                "{command} puts test data into {}: {why}",
+                pg::describe_table(relid)
+            );
         }
         TestDataAction::Log => {
             let matches = serde_json::Value::Array(

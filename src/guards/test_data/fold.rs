@@ -59,10 +59,7 @@ pub fn shape(value: &str) -> Shape {
         if class & SPACE != 0 && previous & SPACE != 0 {
             return Shape::Other;
         }
-        if class & SEPARATOR != 0
-            && previous & DIGIT != 0
-            && ascii_digit_follows(b, i)
-        {
+        if class & SEPARATOR != 0 && previous & DIGIT != 0 && ascii_digit_follows(b, i) {
             return Shape::Other;
         }
         previous = class;
@@ -132,10 +129,7 @@ fn fold_ascii(b: &[u8], out: &mut String) {
             b'\t' | b'\n' | 0x0b | 0x0c | b'\r' => b' ',
             c => c,
         };
-        if matches!(c, b' ' | b'.' | b'-')
-            && last == Last::Digit
-            && ascii_digit_follows(b, i)
-        {
+        if matches!(c, b' ' | b'.' | b'-') && last == Last::Digit && ascii_digit_follows(b, i) {
             continue;
         }
         last = match c {
@@ -175,7 +169,11 @@ fn digit_follows(rest: impl Iterator<Item = (usize, char)>) -> bool {
             return true;
         }
         let separator = c.is_whitespace()
-            || matches!(c, '.' | '-' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' | '\u{FF0D}');
+            || matches!(
+                c,
+                '.' | '-' | '\u{2010}'
+                    ..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' | '\u{FF0D}'
+            );
         if !separator {
             return false;
         }
@@ -237,7 +235,10 @@ impl Folder<'_> {
             self.key(' ', next_is_digit);
             return;
         }
-        if matches!(c as u32, 0x2010..=0x2015 | 0x2212 | 0xFE58 | 0xFE63 | 0xFF0D) {
+        if matches!(
+            c as u32,
+            0x2010..=0x2015 | 0x2212 | 0xFE58 | 0xFE63 | 0xFF0D
+        ) {
             self.key('-', next_is_digit);
             return;
         }
@@ -406,7 +407,10 @@ mod tests {
         assert_eq!(key("4242.4242.4242.4242"), key("4242 4242 4242 4242"));
         assert_eq!(key("4242-4242-4242-4242"), "4242424242424242");
         assert_eq!(key("555 0100"), key("555-0100"));
-        assert_eq!(key("4242 - 4242 \u{2013} 4242\u{2011}4242"), "4242424242424242");
+        assert_eq!(
+            key("4242 - 4242 \u{2013} 4242\u{2011}4242"),
+            "4242424242424242"
+        );
         assert_eq!(key("John\u{3164}Doe"), "john doe");
         assert_eq!(key("J\u{0585}hn D\u{1D0F}e"), "john doe");
         assert_eq!(key("J\u{0251}ne"), "jane");
@@ -436,7 +440,15 @@ mod tests {
 
     #[test]
     fn the_ascii_path_gives_the_general_key() {
-        for s in ["John  DOE", "a\t\tb\n", "4242.4242 4242-4242", "1- 2", " x ", "9.", "A-1.b"] {
+        for s in [
+            "John  DOE",
+            "a\t\tb\n",
+            "4242.4242 4242-4242",
+            "1- 2",
+            " x ",
+            "9.",
+            "A-1.b",
+        ] {
             let mut general = String::new();
             fold(s, &mut general, |_, _| {});
             assert_eq!(key(s), general, "{s:?}");

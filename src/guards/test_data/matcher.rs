@@ -250,7 +250,9 @@ impl Matcher {
         let mut found: Vec<Hit> = candidates
             .iter()
             .zip(spans)
-            .filter(|((_, _, id), span)| self.counts(value, span.bytes.0, span.bytes.1, &self.rules[*id]))
+            .filter(|((_, _, id), span)| {
+                self.counts(value, span.bytes.0, span.bytes.1, &self.rules[*id])
+            })
             .flat_map(|((_, _, id), span)| {
                 let text = value[span.bytes.0..span.bytes.1].to_string();
                 self.reported(*id, &text, first_only)
@@ -299,7 +301,10 @@ impl Matcher {
             .chain(self.others.get(&id).into_iter().flatten().copied());
         for i in members {
             let dictionary = &self.patterns[i].dictionary;
-            match chosen.iter_mut().find(|c| &self.patterns[**c].dictionary == dictionary) {
+            match chosen
+                .iter_mut()
+                .find(|c| &self.patterns[**c].dictionary == dictionary)
+            {
                 Some(c) => {
                     if !self.patterns[*c].pattern.eq_ignore_ascii_case(text)
                         && self.patterns[i].pattern.eq_ignore_ascii_case(text)
@@ -470,12 +475,26 @@ mod tests {
 
     #[test]
     fn respellings_are_found_with_their_original_text() {
-        let m = matcher(&["Coca Cola Classic", "4242 4242 4242 4242", "john doe", "555-0100"], &[]);
+        let m = matcher(
+            &[
+                "Coca Cola Classic",
+                "4242 4242 4242 4242",
+                "john doe",
+                "555-0100",
+            ],
+            &[],
+        );
         for (value, text) in [
-            ("buy Ｃｏｃａ Ｃｏｌａ Ｃｌａｓｓｉｃ now", "Ｃｏｃａ Ｃｏｌａ Ｃｌａｓｓｉｃ"),
+            (
+                "buy Ｃｏｃａ Ｃｏｌａ Ｃｌａｓｓｉｃ now",
+                "Ｃｏｃａ Ｃｏｌａ Ｃｌａｓｓｉｃ",
+            ),
             ("Coca  Cola\u{00A0}Classic", "Coca  Cola\u{00A0}Classic"),
             ("Coca\tCola\nClassic!", "Coca\tCola\nClassic"),
-            ("Co\u{200B}ca Co\u{00AD}la Classic", "Co\u{200B}ca Co\u{00AD}la Classic"),
+            (
+                "Co\u{200B}ca Co\u{00AD}la Classic",
+                "Co\u{200B}ca Co\u{00AD}la Classic",
+            ),
             ("Сoca Сola Сlassic", "Сoca Сola Сlassic"),
             ("card 4242.4242.4242.4242.", "4242.4242.4242.4242"),
             ("card 4242424242424242", "4242424242424242"),
