@@ -192,7 +192,23 @@ unsafe extern "C-unwind" fn process_utility(
     // drops and returns the enclosing statement's mark.
     // A COPY of a dump's history into a history table that holds this database's own
     // history is sent to a temporary table instead (a copy of the tree: ours to change).
-    let pstmt = unsafe { redirect_guarded(pstmt) };
+    // (only COPY and CREATE EXTENSION are looked at: one comparison for the others)
+    let pstmt = unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        let tag = if stmt.is_null() {
+            pg_sys::NodeTag::T_Invalid
+        } else {
+            (*stmt).type_
+        };
+        if matches!(
+            tag,
+            pg_sys::NodeTag::T_CopyStmt | pg_sys::NodeTag::T_CreateExtensionStmt
+        ) {
+            redirect_guarded(pstmt)
+        } else {
+            pstmt
+        }
+    };
     let enclosing = unsafe { utility_guarded(pstmt, query_string) };
     // SAFETY: as above; the arguments are passed on unchanged.
     let failed = unsafe {

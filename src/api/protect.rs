@@ -250,20 +250,24 @@ fn require_protectable(tbl: &PgRelation) {
 }
 
 fn require_owner_or_operator(relid: pg_sys::Oid, name: &str, function: &str) {
-    // SAFETY: catalog lookups inside a transaction.
-    let (user, owns) = unsafe {
-        let user = pg_sys::GetUserId();
-        (user, pg_sys::pg_class_ownercheck(relid, user))
-    };
+    // SAFETY: a catalog lookup inside a transaction.
+    let owns = unsafe { pg_sys::pg_class_ownercheck(relid, pg_sys::GetUserId()) };
+    require_owner_or_operator_of(owns, "table", name, function);
+}
+
+/// Refuses a caller who neither owns the object (`owns`) nor is an operator.
+pub fn require_owner_or_operator_of(owns: bool, kind: &str, name: &str, function: &str) {
+    // SAFETY: reads the current user id.
+    let user = unsafe { pg_sys::GetUserId() };
     if !owns && !breakglass::is_operator(user) {
         raise(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("permission denied to {function} {name}"),
             format!(
-                "Only the owner of the table and members of {} may {function} it.",
+                "Only the owner of the {kind} and members of {} may {function} it.",
                 breakglass::OPERATOR_ROLE
             ),
-            "Ask the table's owner or a member of prodguard_operator.",
+            &format!("Ask the {kind}'s owner or a member of prodguard_operator."),
         );
     }
 }
@@ -275,18 +279,29 @@ fn guard_lowering(command: &str, relid: pg_sys::Oid, name: &str, why: &str) {
 
 /// Writes prodguard.table_protection as its owner and tells every backend at commit.
 fn write_config(sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) {
-    require_writable("a change of prodguard.table_protection");
-    let Some(config) = extension::own_table(c"table_protection") else {
-        return;
-    };
+    if let Some(config) = write_own_table(c"table_protection", sql, args) {
+        // SAFETY: queues a relcache invalidation of our own table, sent at commit.
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(config) };
+    }
+}
+
+/// Writes one of the extension's configuration tables as its owner, past the row guard;
+/// returns the table's oid (`None` where the extension is not installed).
+pub fn write_own_table(
+    table: &std::ffi::CStr,
+    sql: &str,
+    args: Vec<pgrx::datum::DatumWithOid<'_>>,
+) -> Option<pg_sys::Oid> {
+    let what = format!("prodguard.{}", table.to_string_lossy());
+    require_writable(&format!("a change of {what}"));
+    let config = extension::own_table(table)?;
     let written = extension::as_owner_of(config, || {
         crate::core::passes::own_write(|| Spi::run_with_args(sql, &args))
     });
     if let Some(Err(e)) = written {
-        raise_internal("write prodguard.table_protection", e);
+        raise_internal(&format!("write {what}"), e);
     }
-    // SAFETY: queues a relcache invalidation of our own table, sent at commit.
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(config) };
+    Some(config)
 }
 
 /// Installs or removes the row-audit trigger of a table, as its owner. It is created

@@ -12,9 +12,10 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::api::protect::{apply, remove, stored_via, Via};
-use crate::core::breakglass;
-use crate::core::error::{raise, raise_internal, require_writable};
+use crate::api::protect::{
+    apply, remove, require_owner_or_operator_of, stored_via, write_own_table, Via,
+};
+use crate::core::error::{raise, raise_internal};
 use crate::core::extension::{self, KEPT_SCHEMA, SCHEMA};
 use crate::core::finding::{Finding, Guard};
 use crate::core::passes;
@@ -194,22 +195,9 @@ fn existing_schema(schema: &str) -> pg_sys::Oid {
 }
 
 fn require_owner_or_operator(nsp: pg_sys::Oid, schema: &str, function: &str) {
-    // SAFETY: catalog lookups inside a transaction.
-    let (user, owns) = unsafe {
-        let user = pg_sys::GetUserId();
-        (user, pg_sys::pg_namespace_ownercheck(nsp, user))
-    };
-    if !owns && !breakglass::is_operator(user) {
-        raise(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied to {function} schema \"{schema}\""),
-            format!(
-                "Only the owner of the schema and members of {} may {function} it.",
-                breakglass::OPERATOR_ROLE
-            ),
-            "Ask the schema's owner or a member of prodguard_operator.",
-        );
-    }
+    // SAFETY: a catalog lookup inside a transaction.
+    let owns = unsafe { pg_sys::pg_namespace_ownercheck(nsp, pg_sys::GetUserId()) };
+    require_owner_or_operator_of(owns, "schema", &format!("schema \"{schema}\""), function);
 }
 
 /// Lowering a schema's protection is guarded like a destructive command.
@@ -277,14 +265,5 @@ fn tables_of(nsp: pg_sys::Oid) -> Vec<pg_sys::Oid> {
 
 /// Writes prodguard.schema_protection as its owner.
 fn write_schema_row(sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) {
-    require_writable("a change of prodguard.schema_protection");
-    let Some(config) = extension::own_table(c"schema_protection") else {
-        return;
-    };
-    let written = extension::as_owner_of(config, || {
-        passes::own_write(|| Spi::run_with_args(sql, &args))
-    });
-    if let Some(Err(e)) = written {
-        raise_internal("write prodguard.schema_protection", e);
-    }
+    write_own_table(c"schema_protection", sql, args);
 }

@@ -106,15 +106,8 @@ pub fn own_table(name: &CStr) -> Option<pg_sys::Oid> {
 /// search_path, as SECURITY DEFINER functions with `SET search_path` do. `None` when the
 /// owner cannot be found.
 pub fn as_owner_of<R>(rel: pg_sys::Oid, f: impl FnOnce() -> R) -> Option<R> {
-    with_pinned_search_path(|| {
-        let owner = crate::core::spi::one::<pg_sys::Oid>(
-            "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
-            &[rel.into()],
-        )
-        .ok()
-        .flatten()?;
-        Some(as_role(owner, f))
-    })
+    let owner = crate::core::pg::relation_owner(rel)?;
+    Some(with_pinned_search_path(|| as_role(owner, f)))
 }
 
 /// Runs `f` with `search_path = pg_catalog, pg_temp`, so that objects in the caller's

@@ -268,3 +268,41 @@ pub fn holds_no_rows(relid: pg_sys::Oid, lockmode: pg_sys::LOCKMODE) -> bool {
         empty
     }
 }
+
+/// The relation a RangeVar names, looked up without a lock; InvalidOid when there is none
+/// (or `rv` is NULL). Errors of the lookup itself (a bad schema) are PostgreSQL's.
+///
+/// # Safety
+/// `rv` must be NULL or a valid RangeVar.
+pub unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
+    if rv.is_null() {
+        return pg_sys::InvalidOid;
+    }
+    // SAFETY: guaranteed by the caller; missing_ok, no lock.
+    unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as i32,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// The owner of a relation, from the syscache; `None` when it is gone.
+pub fn relation_owner(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    // SAFETY: a syscache lookup; the tuple is read while pinned and released.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as i32,
+            pg_sys::Datum::from(relid),
+        );
+        if tuple.is_null() {
+            return None;
+        }
+        let owner = (*(pg_sys::GETSTRUCT(tuple) as *mut pg_sys::FormData_pg_class)).relowner;
+        pg_sys::ReleaseSysCache(tuple);
+        Some(owner)
+    }
+}

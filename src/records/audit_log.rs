@@ -128,14 +128,7 @@ fn target() -> Option<Rc<Target>> {
     }
     let table = extension::own_table(c"audit_log")?;
     let sequence = extension::own_table(c"audit_log_id_seq")?;
-    let owner = extension::with_pinned_search_path(|| {
-        crate::core::spi::one::<pg_sys::Oid>(
-            "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
-            &[table.into()],
-        )
-    })
-    .ok()
-    .flatten()?;
+    let owner = pg::relation_owner(table)?;
     check_layout(table);
     let t = Rc::new(Target {
         table,

@@ -56,7 +56,12 @@ pub fn keep_before_drop(relid: pg_sys::Oid) {
                                    AND (c.relowner <> $2 OR c.relhasrules OR c.relhastriggers OR c.relrowsecurity))
                 AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
                                  WHERE n.nspname = $1)",
-            &[KEPT_SCHEMA.into(), owner_of(relid).into()],
+            &[
+                KEPT_SCHEMA.into(),
+                pg::relation_owner(relid)
+                    .unwrap_or(pg_sys::InvalidOid)
+                    .into(),
+            ],
         )
     });
     if !matches!(trusted, Some(Ok(Some(true)))) {
@@ -97,22 +102,4 @@ fn refuse(table: &str, why: &str) -> ! {
         format!("pg_prodguard copies its history into schema \"{KEPT_SCHEMA}\" before the table is dropped, and the copy failed: {why}"),
         &format!("Make \"{KEPT_SCHEMA}.{table}\" match the table (or move it aside), then drop again."),
     )
-}
-
-/// The owner of a relation.
-fn owner_of(relid: pg_sys::Oid) -> pg_sys::Oid {
-    // SAFETY: a syscache lookup of a relation that still exists.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::RELOID as i32,
-            pg_sys::Datum::from(relid),
-        );
-        if tuple.is_null() {
-            return pg_sys::InvalidOid;
-        }
-        let form = pg_sys::GETSTRUCT(tuple) as *mut pg_sys::FormData_pg_class;
-        let owner = (*form).relowner;
-        pg_sys::ReleaseSysCache(tuple);
-        owner
-    }
 }

@@ -213,13 +213,7 @@ pub unsafe fn publication(
                 pg_sys::PublicationObjSpecType::PUBLICATIONOBJ_TABLE => {
                     let t = (*spec).pubtable;
                     !t.is_null() && !(*t).relation.is_null() && {
-                        let rel = pg_sys::RangeVarGetRelidExtended(
-                            (*t).relation,
-                            pg_sys::NoLock as i32,
-                            pg_sys::RVROption::RVR_MISSING_OK,
-                            None,
-                            std::ptr::null_mut(),
-                        );
+                        let rel = crate::core::pg::relid_of((*t).relation);
                         rel != pg_sys::InvalidOid
                             && cstr_or(
                                 pg_sys::get_namespace_name(pg_sys::get_rel_namespace(rel)),

@@ -284,13 +284,7 @@ unsafe fn rv_in_schema(rv: *mut pg_sys::RangeVar) -> Option<String> {
             None if (*rv).relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP => return None,
             None => {}
         }
-        let rel = pg_sys::RangeVarGetRelidExtended(
-            rv,
-            pg_sys::NoLock as i32,
-            pg_sys::RVROption::RVR_MISSING_OK,
-            None,
-            std::ptr::null_mut(),
-        );
+        let rel = crate::core::pg::relid_of(rv);
         (rel != pg_sys::InvalidOid
             && cstr_or(
                 pg_sys::get_namespace_name(pg_sys::get_rel_namespace(rel)),

@@ -121,13 +121,7 @@ unsafe fn destructive(stmt: *mut pg_sys::Node) -> Option<(&'static str, Option<p
                 if !s.is_from || s.relation.is_null() {
                     return None;
                 }
-                let rel = pg_sys::RangeVarGetRelidExtended(
-                    s.relation,
-                    pg_sys::NoLock as i32,
-                    pg_sys::RVROption::RVR_MISSING_OK,
-                    None,
-                    std::ptr::null_mut(),
-                );
+                let rel = pg::relid_of(s.relation);
                 // the extension's own tables (its dictionaries, audit history) are loaded by
                 // a restore into a fresh database: pg_extension_config_dump's rows
                 let ours = cstr_or(

@@ -33,16 +33,7 @@ impl Table {
     /// `rv` must be a valid RangeVar.
     pub unsafe fn resolve(rv: *mut pg_sys::RangeVar) -> Option<Table> {
         // SAFETY: name lookup without a lock; the statement itself locks the table later.
-        unsafe {
-            let oid = pg_sys::RangeVarGetRelidExtended(
-                rv,
-                pg_sys::NoLock as i32,
-                pg_sys::RVROption::RVR_MISSING_OK,
-                None,
-                std::ptr::null_mut(),
-            );
-            Table::from_oid(oid)
-        }
+        unsafe { Table::from_oid(pg::relid_of(rv)) }
     }
 
     /// The relation `oid`, `None` when there is none.

@@ -71,7 +71,7 @@ pub unsafe fn before(stmt: *mut pg_sys::Node) {
                     if (*cmd).subtype != pg_sys::AlterTableType::AT_AttachPartition {
                         continue;
                     }
-                    let parent = relid_of(s.relation);
+                    let parent = pg::relid_of(s.relation);
                     let part = (*cmd).def as *mut pg_sys::PartitionCmd;
                     if parent == pg_sys::InvalidOid
                         || part.is_null()
@@ -79,7 +79,7 @@ pub unsafe fn before(stmt: *mut pg_sys::Node) {
                     {
                         continue;
                     }
-                    let table = relid_of((*part).name);
+                    let table = pg::relid_of((*part).name);
                     if table == pg_sys::InvalidOid {
                         continue;
                     }
@@ -179,7 +179,7 @@ pub unsafe fn after(stmt: *mut pg_sys::Node) {
         if columns.is_empty() && added.is_empty() {
             return;
         }
-        let relid = relid_of(s.relation);
+        let relid = pg::relid_of(s.relation);
         if relid == pg_sys::InvalidOid || !protection::flags(relid).test_data {
             return;
         }
@@ -233,26 +233,6 @@ unsafe fn writes_values(def: *mut pg_sys::ColumnDef) -> bool {
                         pg_sys::ConstrType::CONSTR_DEFAULT | pg_sys::ConstrType::CONSTR_GENERATED
                     )
                 })
-    }
-}
-
-/// The relation a RangeVar names, without locking (InvalidOid when there is none).
-///
-/// # Safety
-/// `rv` must be NULL or a valid RangeVar.
-unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
-    if rv.is_null() {
-        return pg_sys::InvalidOid;
-    }
-    // SAFETY: guaranteed by the caller; missing_ok.
-    unsafe {
-        pg_sys::RangeVarGetRelidExtended(
-            rv,
-            pg_sys::NoLock as i32,
-            pg_sys::RVROption::RVR_MISSING_OK,
-            None,
-            std::ptr::null_mut(),
-        )
     }
 }
 

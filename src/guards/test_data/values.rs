@@ -53,7 +53,10 @@ pub fn reader_for(typid: pg_sys::Oid) -> Option<Reader> {
             || typtype == pg_sys::TYPTYPE_RANGE as u8
             || typtype == pg_sys::TYPTYPE_MULTIRANGE as u8
             || (typid != pg_sys::RECORDOID && pg_sys::type_is_rowtype(typid))
-            || crate::core::pg::cstr_or(pg_sys::format_type_be(typid), "").ends_with("hstore")
+            || {
+                let name = crate::core::pg::cstr_or(pg_sys::format_type_be(typid), "");
+                name == "hstore" || name.ends_with(".hstore")
+            }
         {
             pg_sys::getTypeOutputInfo(typid, &mut output, &mut varlena);
             return Some(Reader::Output(output));
