@@ -32,7 +32,7 @@ BEGIN
             USING DETAIL = 'It, or something in it, is owned by a role that is not a superuser, or carries rules, triggers, policies or functions.',
                   HINT = 'Inspect it; rename it out of the way to install without the kept history, or fix its ownership.';
     END IF;
-    FOREACH t IN ARRAY ARRAY['audit_log', 'backup_table', 'backup_row', 'denial_log', 'change_request'] LOOP
+    FOREACH t IN ARRAY ARRAY['audit_log', 'backup_table', 'backup_row', 'denial_log', 'alerts', 'change_request'] LOOP
         CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('prodguard_history.%I', t)) IS NULL;
         SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
           INTO cols

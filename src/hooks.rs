@@ -14,7 +14,7 @@
 //! | ExecutorFinish | `row_guard::after_finish` (rows changed) |
 //! | object_access (OAT_FUNCTION_EXECUTE of setval()) | `command_guard::function_prepared`, then `executor_started` / `statement_finished` from the executor hooks (the extension's own sequences) |
 //! | object_access (OAT_DROP) | `command_guard::cascaded_drop` (a protected table or column dropped by a statement the command guard does not judge, e.g. `DROP TYPE ... CASCADE`), `command_guard::large_object_drop` (`lo_unlink()`), `records::history::keep_before_drop` (the history tables copied aside before any drop) |
-//! //! | shmem_request, shmem_startup | `records::shmem` (the denial queue and the metrics counters; only under shared_preload_libraries) |
+//! //! | shmem_request, shmem_startup | `records::shmem` (the denial queue and the metrics counters) and `records::watch` (row-drop watch, denial bursts); only under shared_preload_libraries |
 //!
 //! # Errors pass through untouched
 //!
@@ -46,7 +46,7 @@ use crate::core::extension;
 use crate::guards::command as command_guard;
 use crate::guards::row as row_guard;
 use crate::guards::test_data as test_data_guard;
-use crate::records::{history, shmem};
+use crate::records::{history, shmem, watch};
 
 /// LargeObjectRelationId (pg_largeobject), the class of a large object in the object-access
 /// hook; pgrx does not export it.
@@ -439,6 +439,7 @@ unsafe extern "C-unwind" fn shmem_request() {
 #[pg_guard]
 unsafe extern "C-unwind" fn shmem_request_guarded() {
     shmem::request();
+    watch::request();
 }
 
 unsafe extern "C-unwind" fn shmem_startup() {
@@ -454,4 +455,5 @@ unsafe extern "C-unwind" fn shmem_startup() {
 #[pg_guard]
 unsafe extern "C-unwind" fn shmem_startup_guarded() {
     shmem::attach();
+    watch::attach();
 }

@@ -60,6 +60,9 @@ extension_sql_file!(
     requires = ["audit", metrics]
 );
 
+// Alerts: the table (written by the background writer) and its comments.
+extension_sql_file!("../sql/alerts.sql", name = "alerts", requires = ["audit"]);
+
 // Coverage by schema: the table, protect_schema(), the event trigger.
 extension_sql_file!(
     "../sql/schema_protection.sql",
@@ -83,6 +86,6 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/finalize.sql",
     name = "finalize",
-    requires = [require_preload, status],
+    requires = [require_preload, status, "alerts"],
     finalize
 );

@@ -26,7 +26,9 @@ use pgrx::bgworkers::{
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::records::denial::Session;
 use crate::records::shmem::{self, Counter, Record};
+use crate::records::watch;
 
 const LAUNCHER: &str = "prodguard denial launcher";
 const WRITER: &str = "prodguard denial writer";
@@ -138,9 +140,137 @@ pub extern "C-unwind" fn prodguard_denial_writer_main(arg: pg_sys::Datum) {
     }
 }
 
-/// Inserts one batch in one transaction, then frees its slots. An error ends the worker;
-/// the launcher puts the batch back into the queue.
+/// Writes one batch taken from the queue: denials, alerts and row counts each in their own
+/// transaction, then frees the slots. An error ends the worker; the launcher puts the
+/// batch back into the queue.
 fn write(dboid: u32, batch: &[(usize, Record)]) {
+    let of_kind = |kind: u8| -> Vec<(usize, Record)> {
+        batch.iter().filter(|(_, r)| r.kind == kind).cloned().collect()
+    };
+    let denials = of_kind(shmem::KIND_DENIAL);
+    if !denials.is_empty() {
+        write_denials(dboid, &denials);
+    }
+    let alerts = of_kind(shmem::KIND_ALERT);
+    if !alerts.is_empty() {
+        write_alerts(dboid, &alerts);
+    }
+    for (slot, request) in of_kind(shmem::KIND_BASELINE) {
+        count_rows(&request);
+        shmem::release(dboid, &[(slot, request.id)]);
+    }
+}
+
+/// Inserts the alerts into prodguard.alerts and announces each with NOTIFY prodguard_alert
+/// (delivered when this transaction commits, so a listener never hears of an alert that
+/// is not in the table).
+fn write_alerts(dboid: u32, batch: &[(usize, Record)]) {
+    let _own = crate::core::passes::FlagGuard::set(&crate::core::passes::OWN_WRITE, true);
+    let written = BackgroundWorker::transaction(|| {
+        Spi::run("SET LOCAL search_path = pg_catalog, pg_temp")
+            .unwrap_or_else(|e| pgrx::error!("prodguard: {e}"));
+        let exists = Spi::get_one::<bool>(
+            "SELECT pg_catalog.to_regclass('prodguard.alerts') IS NOT NULL",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+        if !exists {
+            return false;
+        }
+        let col = |f: fn(&Record) -> &str| -> Vec<String> {
+            batch.iter().map(|(_, r)| f(r).to_string()).collect()
+        };
+        let ids: Vec<i64> = batch.iter().map(|(_, r)| r.id).collect();
+        let ats: Vec<i64> = batch.iter().map(|(_, r)| r.at).collect();
+        let pids: Vec<i32> = batch.iter().map(|(_, r)| r.pid).collect();
+        Spi::run_with_args(
+            "WITH new AS (
+                 INSERT INTO prodguard.alerts (id, at, database, kind, object, detail, db_user,
+                         \"session_user\", application_name, client_addr, backend_pid)
+                 SELECT id, timestamptz '2000-01-01 00:00:00+00' + at * interval '1 microsecond',
+                        database, kind, object, detail, db_user, \"session_user\",
+                        application_name, nullif(client, '')::inet, pid
+                   FROM ROWS FROM (pg_catalog.unnest($1::bigint[]),
+                            pg_catalog.unnest($2::bigint[]),
+                            pg_catalog.unnest($3::text[]),
+                            pg_catalog.unnest($4::text[]),
+                            pg_catalog.unnest($5::text[]),
+                            pg_catalog.unnest($6::text[]),
+                            pg_catalog.unnest($7::text[]),
+                            pg_catalog.unnest($8::text[]),
+                            pg_catalog.unnest($9::text[]),
+                            pg_catalog.unnest($10::text[]),
+                            pg_catalog.unnest($11::int[]))
+                        AS u(id, at, database, kind, object, detail, db_user, \"session_user\",
+                             application_name, client, pid)
+                 ON CONFLICT (id) DO NOTHING
+                 RETURNING *)
+             SELECT pg_catalog.count(pg_catalog.pg_notify('prodguard_alert',
+                        pg_catalog.json_build_object('id', id, 'at', at, 'kind', kind,
+                            'database', database, 'object', object, 'detail', detail,
+                            'user', db_user, 'session_user', \"session_user\",
+                            'application', application_name, 'client_addr', client_addr,
+                            'pid', backend_pid)::text))
+               FROM (SELECT * FROM new ORDER BY id) n",
+            &[
+                ids.into(),
+                ats.into(),
+                col(|r| r.database.get()).into(),
+                col(|r| r.command.get()).into(),
+                col(|r| r.object.get()).into(),
+                col(|r| r.detail.get()).into(),
+                col(|r| r.db_user.get()).into(),
+                col(|r| r.session_user.get()).into(),
+                col(|r| r.application.get()).into(),
+                col(|r| r.client.get()).into(),
+                pids.into(),
+            ],
+        )
+        .unwrap_or_else(|e| pgrx::error!("prodguard: could not write alerts: {e}"));
+        true
+    });
+    let slots: Vec<(usize, i64)> = batch.iter().map(|(i, r)| (*i, r.id)).collect();
+    shmem::release(dboid, &slots);
+    if !written {
+        shmem::add(Counter::DenialsDiscarded, batch.len() as u64);
+    }
+}
+
+/// Counts a table's rows for the row-drop watch (once per table and window) and raises
+/// the row_drop alert when the rows lost so far already cross the threshold.
+fn count_rows(request: &Record) {
+    let Ok(relid) = request.object.get().parse::<u32>() else {
+        return;
+    };
+    let Some((lost, since)) = watch::waiting(request.dboid, relid) else {
+        return;
+    };
+    let rows = BackgroundWorker::transaction(|| {
+        Spi::run("SET LOCAL search_path = pg_catalog, pg_temp")
+            .unwrap_or_else(|e| pgrx::error!("prodguard: {e}"));
+        let name = Spi::get_one_with_args::<String>(
+            "SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            &[pg_sys::Oid::from(relid).into()],
+        )
+        .ok()
+        .flatten();
+        match name {
+            // the table was dropped: it has nothing left
+            None => 0,
+            Some(name) => Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM {name}"))
+                .unwrap_or_else(|e| pgrx::error!("prodguard: could not count the rows of {name}: {e}"))
+                .unwrap_or(0),
+        }
+    });
+    if let Some((lost, baseline)) = watch::set_baseline(request.dboid, relid, since, rows, lost) {
+        let who = Session::of_record(request);
+        watch::alert_from_writer(&who, request.detail.get(), lost, baseline, since);
+    }
+}
+
+/// Inserts a batch of denials in one transaction.
+fn write_denials(dboid: u32, batch: &[(usize, Record)]) {
     // the only writer of prodguard.denial_log (the row guard lets its INSERT through)
     let _own = crate::core::passes::FlagGuard::set(&crate::core::passes::OWN_WRITE, true);
     let written = BackgroundWorker::transaction(|| {

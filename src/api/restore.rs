@@ -56,6 +56,7 @@ fn purge_audit(older_than: Interval) -> i64 {
                   r AS (DELETE FROM prodguard.backup_row WHERE audit_id IN (SELECT id FROM old)),
                   t AS (DELETE FROM prodguard.backup_table WHERE audit_id IN (SELECT id FROM old)),
                   d AS (DELETE FROM prodguard.denial_log WHERE at < now() - $1),
+                  al AS (DELETE FROM prodguard.alerts WHERE at < now() - $1),
                   a AS (DELETE FROM prodguard.audit_log WHERE id IN (SELECT id FROM old) RETURNING 1)
              SELECT count(*) FROM a",
             &[older_than.into()],

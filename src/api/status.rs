@@ -93,6 +93,18 @@ fn status() -> TableIterator<'static, (name!(setting, String), name!(value, Stri
         settings::BACKUP_MAX_ROWS.get().to_string(),
     ));
     rows.push((
+        "row_drop_alert_percent".into(),
+        settings::ROW_DROP_ALERT_PERCENT.get().to_string(),
+    ));
+    rows.push((
+        "row_drop_window".into(),
+        format!("{} s", settings::ROW_DROP_WINDOW.get()),
+    ));
+    rows.push((
+        "denial_burst_threshold".into(),
+        settings::DENIAL_BURST_THRESHOLD.get().to_string(),
+    ));
+    rows.push((
         "denial_log".into(),
         if shmem::available() {
             format!(

@@ -19,15 +19,22 @@ pub const SCHEMA: &str = "prodguard";
 /// append-only for everyone (their own trigger refuses UPDATE, DELETE and TRUNCATE),
 /// written only by the extension, and kept when the extension is dropped
 /// (`records::history`).
-pub const HISTORY_TABLES: [&str; 4] = ["audit_log", "backup_table", "backup_row", "denial_log"];
-
-/// What `records::history` keeps across DROP EXTENSION: the history tables and the
-/// approved changes (a restore in place runs under one, across its own DROP EXTENSION).
-pub const KEPT_TABLES: [&str; 5] = [
+pub const HISTORY_TABLES: [&str; 5] = [
     "audit_log",
     "backup_table",
     "backup_row",
     "denial_log",
+    "alerts",
+];
+
+/// What `records::history` keeps across DROP EXTENSION: the history tables and the
+/// approved changes (a restore in place runs under one, across its own DROP EXTENSION).
+pub const KEPT_TABLES: [&str; 6] = [
+    "audit_log",
+    "backup_table",
+    "backup_row",
+    "denial_log",
+    "alerts",
     "change_request",
 ];
 

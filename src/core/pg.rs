@@ -306,3 +306,10 @@ pub fn relation_owner(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
         Some(owner)
     }
 }
+
+/// A timestamptz (microseconds since 2000) as PostgreSQL prints it under the session's
+/// DateStyle and TimeZone. Looks nothing up: callable after commit.
+pub fn timestamp_text(ts: i64) -> String {
+    // SAFETY: timestamptz_to_str formats into a static buffer it returns; copied at once.
+    unsafe { opt_cstr(pg_sys::timestamptz_to_str(ts)).unwrap_or_default() }
+}

@@ -127,6 +127,14 @@ pub static BACKUP_MAX_ROWS: GucSetting<i32> = GucSetting::<i32>::new(1_000_000);
 pub static DENIAL_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static TEST_DATA_ACTION: GucSetting<TestDataAction> =
     GucSetting::<TestDataAction>::new(TestDataAction::Reject);
+/// The share of its rows a protected table may lose within `ROW_DROP_WINDOW` before a
+/// `row_drop` alert (0: off).
+pub static ROW_DROP_ALERT_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(50);
+/// The row-drop window, in seconds.
+pub static ROW_DROP_WINDOW: GucSetting<i32> = GucSetting::<i32>::new(3600);
+/// More refusals than this from one client within a minute raise a `denial_burst` alert
+/// (0: off).
+pub static DENIAL_BURST_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(100);
 
 /// The environment of the current database, as this session sees it.
 pub fn environment() -> Environment {

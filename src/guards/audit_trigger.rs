@@ -27,6 +27,7 @@ use crate::records::audit_log::{self, Entry};
 use crate::records::backup::{self, OverLimit};
 use crate::records::denial::{self, Event};
 use crate::records::row_json::{self, RowJson};
+use crate::records::watch;
 
 /// What the audit trigger keeps per table: encoders for its rows and for their keys
 /// (primary key, else replica identity; `None` for a table with neither).
@@ -129,6 +130,13 @@ fn audit_trigger_row<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     let data = trigger.trigger_data();
+    // the row-drop watch counts every row, audited or not
+    let op = data.tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
+    if op != pg_sys::TRIGGER_EVENT_UPDATE {
+        // SAFETY: tg_relation of a row trigger is open.
+        let relid = unsafe { (*data.tg_relation).rd_id };
+        watch::note_row(relid, op == pg_sys::TRIGGER_EVENT_DELETE);
+    }
     if !settings::AUDIT.get() || silenced_by_replication_role() {
         // SAFETY: tg_relation of a row trigger is open.
         note_silenced(unsafe { (*data.tg_relation).rd_id });
@@ -140,7 +148,6 @@ fn audit_trigger_row<'a>(
     unsafe {
         let rel = data.tg_relation;
         let tupdesc = (*rel).rd_att;
-        let op = data.tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
         let (old, new) = match op {
             pg_sys::TRIGGER_EVENT_INSERT => (std::ptr::null_mut(), data.tg_trigtuple),
             pg_sys::TRIGGER_EVENT_UPDATE => (data.tg_trigtuple, data.tg_newtuple),

@@ -16,8 +16,11 @@ use crate::core::breakglass::{self, Override, Scope};
 use crate::core::error::raise;
 use crate::core::finding::Finding;
 use crate::core::settings::{self, Environment};
+use crate::core::protection;
+use crate::records::alerts::{self, Kind};
 use crate::records::audit_log;
-use crate::records::denial::{self, Event};
+use crate::records::denial::{self, Event, Session};
+use crate::records::watch;
 
 /// The text of a refusal.
 #[derive(Debug)]
@@ -45,6 +48,7 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
         Environment::Development => Decision::Silent,
         Environment::Staging => {
             denial::log(Event::Warned, finding, None);
+            alert_migration_history(finding, None);
             let message = finding.message.clone().unwrap_or_else(|| {
                 format!(
                     "{} of {} would be blocked in production",
@@ -62,6 +66,7 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
         Environment::Production => match breakglass::current(scope) {
             Override::Valid { reason } => {
                 denial::log(Event::Overridden, finding, Some(&reason));
+                alert_override(finding, &reason);
                 Decision::Overridden(reason)
             }
             other => {
@@ -71,6 +76,7 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
                 };
                 let report = refusal(finding, &other, scope);
                 denial::log_refusal(finding, tried, &report.detail);
+                alert_burst();
                 Decision::Refuse(report)
             }
         },
@@ -107,6 +113,75 @@ pub fn enforce(
 /// override that counts in this transaction.
 pub fn enforce_here(finding: &Finding) -> Option<i64> {
     enforce(settings::environment(), finding, Scope::Transaction, None)
+}
+
+/// The alert of a statement that ran on an override: `change_used` for an approved change
+/// (once per session and change), `override_used` for an operator's reason (once per
+/// transaction and object); and `migration_history_changed` when it removes migration
+/// history.
+fn alert_override(finding: &Finding, reason: &str) {
+    let raw = settings::string_setting(&settings::OVERRIDE);
+    match crate::core::changes::parse_reference(raw.trim()) {
+        Some(Ok(id)) => alerts::raise(
+            Kind::ChangeUsed,
+            &format!("change {id}"),
+            &format!(
+                "{} of {} ran under {reason}.",
+                finding.command, finding.object
+            ),
+        ),
+        _ => alerts::raise(
+            Kind::OverrideUsed,
+            &finding.object,
+            &format!(
+                "{} of {} ran on an override: {reason}",
+                finding.command, finding.object
+            ),
+        ),
+    }
+    alert_migration_history(finding, Some(reason));
+}
+
+/// `migration_history_changed`: a DELETE, TRUNCATE or DROP of a migration-history table
+/// that runs (on an override, or warned in staging).
+fn alert_migration_history(finding: &Finding, reason: Option<&str>) {
+    let Some(relid) = finding.relation else {
+        return;
+    };
+    if !protection::flags(relid).migration_history {
+        return;
+    }
+    let how = match reason {
+        Some(reason) => format!("on an override: {reason}"),
+        None => "with a staging warning".to_string(),
+    };
+    alerts::raise(
+        Kind::MigrationHistoryChanged,
+        &finding.object,
+        &format!(
+            "{} of migration-history {} ran {how}. The record of which migrations ran is changing.",
+            finding.command, finding.object
+        ),
+    );
+}
+
+/// `denial_burst`: this refusal takes its client past prodguard.denial_burst_threshold
+/// within a minute.
+fn alert_burst() {
+    let who = Session::current();
+    if let Some(count) = watch::note_refusal(&who) {
+        let client = watch::client_name(&who);
+        alerts::raise(
+            Kind::DenialBurst,
+            &client,
+            &format!(
+                "{count} statements of {client} were refused within a minute (prodguard.denial_burst_threshold is {}); the last by role \"{}\" from application \"{}\".",
+                settings::DENIAL_BURST_THRESHOLD.get(),
+                who.user,
+                who.application
+            ),
+        );
+    }
 }
 
 fn refusal(finding: &Finding, ovr: &Override, scope: Scope) -> Report {

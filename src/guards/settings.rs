@@ -140,6 +140,45 @@ pub fn register() {
             None,
             None,
         );
+        GucRegistry::define_int_guc_with_hooks(
+            c"prodguard.row_drop_alert_percent",
+            c"Raise a row_drop alert when a protected table loses more than this share of its rows within prodguard.row_drop_window (0: off).",
+            c"Rows are counted as they are deleted, truncated or dropped, net of rows added in the same window; the table's size is counted once per window.",
+            &ROW_DROP_ALERT_PERCENT,
+            0,
+            100,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_row_drop_alert_percent),
+            None,
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"prodguard.row_drop_window",
+            c"The window within which the rows a protected table loses are added up for prodguard.row_drop_alert_percent.",
+            c"An interval such as '1h' or '15min'.",
+            &ROW_DROP_WINDOW,
+            1,
+            i32::MAX,
+            GucContext::Suset,
+            GucFlags::UNIT_S,
+            Some(check_row_drop_window),
+            None,
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"prodguard.denial_burst_threshold",
+            c"Raise a denial_burst alert when one client is refused more than this many times within a minute (0: off).",
+            c"A client is its IP address, or for a Unix-socket connection its login role.",
+            &DENIAL_BURST_THRESHOLD,
+            0,
+            i32::MAX,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_denial_burst_threshold),
+            None,
+            None,
+        );
         // a postmaster setting can only be defined while the server starts
         if pg_sys::process_shared_preload_libraries_in_progress {
             define_denial_queue_size();
@@ -203,6 +242,24 @@ scalar_check_hook!(
     c_int,
     "prodguard.backup_max_rows",
     BACKUP_MAX_ROWS.get()
+);
+scalar_check_hook!(
+    check_row_drop_alert_percent,
+    c_int,
+    "prodguard.row_drop_alert_percent",
+    ROW_DROP_ALERT_PERCENT.get()
+);
+scalar_check_hook!(
+    check_row_drop_window,
+    c_int,
+    "prodguard.row_drop_window",
+    ROW_DROP_WINDOW.get()
+);
+scalar_check_hook!(
+    check_denial_burst_threshold,
+    c_int,
+    "prodguard.denial_burst_threshold",
+    DENIAL_BURST_THRESHOLD.get()
 );
 scalar_check_hook!(
     check_test_data_action,

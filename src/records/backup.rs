@@ -42,6 +42,7 @@ pub fn backup_with(relid: pg_sys::Oid, audit_id: i64, command: &str, over_limit:
         let rows = crate::core::spi::one::<i64>(&format!("SELECT count(*) FROM {table}"), &[])
             .map_err(|e| e.to_string())?
             .unwrap_or(0);
+        crate::records::watch::note_removed(relid, rows);
         if rows > limit && over_limit == OverLimit::Refuse {
             raise(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -76,24 +76,37 @@ fn log_with_detail(event: Event, finding: &Finding, reason: Option<&str>, detail
         Event::Overridden => shmem::count(Counter::OverridesUsed),
         Event::Replicated => {}
     }
-    let fields = [
-        ("guard", finding.guard.name().to_string()),
-        ("command", finding.command.clone()),
-        ("object", finding.object.clone()),
-        ("database", who.database),
-        ("user", who.user),
-        ("session_user", who.session_user),
-        ("application", who.application),
-        ("client", who.client.unwrap_or_else(|| "local".into())),
-        ("pid", who.pid.to_string()),
-        ("reason", reason.unwrap_or("").to_string()),
+    log_line(
+        event.word(),
+        &[
+            ("guard", finding.guard.name()),
+            ("command", &finding.command),
+            ("object", &finding.object),
+        ],
+        &who,
+        &[("reason", reason.unwrap_or(""))],
+    );
+}
+
+/// Writes one `prodguard: <word>` line: the `lead` fields, who ran the statement, then the
+/// `tail` fields, each as `key="value"`.
+pub fn log_line(word: &str, lead: &[(&str, &str)], who: &Session, tail: &[(&str, &str)]) {
+    let pid = who.pid.to_string();
+    let client = who.client.as_deref().unwrap_or("local");
+    let session = [
+        ("database", who.database.as_str()),
+        ("user", who.user.as_str()),
+        ("session_user", who.session_user.as_str()),
+        ("application", who.application.as_str()),
+        ("client", client),
+        ("pid", pid.as_str()),
     ];
-    let mut line = format!("prodguard: {}", event.word());
-    for (key, value) in fields {
+    let mut line = format!("prodguard: {word}");
+    for (key, value) in lead.iter().chain(session.iter()).chain(tail.iter()) {
         line.push(' ');
         line.push_str(key);
         line.push_str("=\"");
-        line.push_str(&escape(&value));
+        line.push_str(&escape(value));
         line.push('"');
     }
     log_one_line(&line);
@@ -145,12 +158,7 @@ fn queue(finding: &Finding, detail: &str, who: &Session) {
     // SAFETY: GetCurrentTimestamp has no preconditions.
     r.at = unsafe { pg_sys::GetCurrentTimestamp() };
     r.dboid = dboid.to_u32();
-    r.pid = who.pid;
-    r.database.set(&who.database);
-    r.db_user.set(&who.user);
-    r.session_user.set(&who.session_user);
-    r.application.set(&who.application);
-    r.client.set(who.client.as_deref().unwrap_or(""));
+    who.fill(&mut r);
     r.guard.set(finding.guard.name());
     r.command.set(&finding.command);
     r.object.set(&finding.object);
@@ -168,6 +176,7 @@ fn escape(value: &str) -> String {
 }
 
 /// Who is running the statement, as far as the backend knows without catalog writes.
+#[derive(Clone, Debug)]
 pub struct Session {
     pub database: String,
     pub user: String,
@@ -180,6 +189,28 @@ pub struct Session {
 }
 
 impl Session {
+    /// Copies who into a queued record.
+    pub fn fill(&self, r: &mut Record) {
+        r.pid = self.pid;
+        r.database.set(&self.database);
+        r.db_user.set(&self.user);
+        r.session_user.set(&self.session_user);
+        r.application.set(&self.application);
+        r.client.set(self.client.as_deref().unwrap_or(""));
+    }
+
+    /// Who, as a queued record has it.
+    pub fn of_record(r: &Record) -> Session {
+        Session {
+            database: r.database.get().to_string(),
+            user: r.db_user.get().to_string(),
+            session_user: r.session_user.get().to_string(),
+            application: r.application.get().to_string(),
+            client: Some(r.client.get().to_string()).filter(|c| !c.is_empty()),
+            pid: r.pid,
+        }
+    }
+
     pub fn current() -> Session {
         // SAFETY: backend globals, valid in any backend once it is connected; every pointer
         // is checked for NULL before use.

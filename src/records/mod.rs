@@ -11,11 +11,15 @@
 //! - `backup`: copies of a protected table before an overridden TRUNCATE or DROP;
 //! - `denial`: the `prodguard:` log line and the denial record of each refusal;
 //! - `history`: the history tables copied aside before a drop, for the next CREATE EXTENSION;
-//! - `shmem`: shared memory: the denial queue and the metrics counters.
+//! - `shmem`: shared memory: the denial queue and the metrics counters;
+//! - `alerts`: the alerts (log line, counter, queued for `prodguard.alerts` and NOTIFY);
+//! - `watch`: shared memory: the row-drop watch and the denial-burst counter.
 
+pub mod alerts;
 pub mod audit_log;
 pub mod backup;
 pub mod denial;
 pub mod history;
 pub mod row_json;
 pub mod shmem;
+pub mod watch;

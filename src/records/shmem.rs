@@ -27,7 +27,7 @@ const FILE_MAGIC: u64 = 0x7067_7072_6f64_0001;
 const FILE_HEADER_LEN: usize = 24;
 /// AddinShmemInitLock's index in MainLWLockArray (lwlocknames.txt), which pgrx does not
 /// export.
-const ADDIN_SHMEM_INIT_LOCK: usize = 21;
+pub const ADDIN_SHMEM_INIT_LOCK: usize = 21;
 /// At most this many databases have a writer at a time.
 pub const MAX_WRITERS: usize = 32;
 
@@ -46,10 +46,17 @@ pub enum Counter {
     DenialsWritten,
     DenialsDropped,
     DenialsDiscarded,
+    AlertRowDrop,
+    AlertOverrideUsed,
+    AlertChangeUsed,
+    AlertMigrationHistoryChanged,
+    AlertTestDataLogged,
+    AlertDenialBurst,
+    AlertsDropped,
 }
 
 /// Name and description of each counter.
-pub const COUNTERS: [(&str, &str); 12] = [
+pub const COUNTERS: [(&str, &str); 19] = [
     ("commands_refused", "statements refused by the command guard (utility statements)"),
     ("settings_refused", "changes of prodguard settings refused"),
     ("row_statements_refused", "DELETE/UPDATE/MERGE statements refused by the row guard"),
@@ -61,7 +68,14 @@ pub const COUNTERS: [(&str, &str); 12] = [
     ("denials_queued", "denial records put into the shared queue"),
     ("denials_written", "denial records written to prodguard.denial_log"),
     ("denials_dropped", "denial records not queued because the queue was full (still in the server log)"),
-    ("denials_discarded", "denial records of databases without the extension, or whose writer kept failing (still in the server log)"),
+    ("denials_discarded", "denial and alert records of databases without the extension, or whose writer kept failing (still in the server log)"),
+    ("alerts_row_drop", "row_drop alerts: a protected table lost more than prodguard.row_drop_alert_percent of its rows within prodguard.row_drop_window"),
+    ("alerts_override_used", "override_used alerts: a guarded statement ran on an operator's override"),
+    ("alerts_change_used", "change_used alerts: a session ran guarded statements under an approved change"),
+    ("alerts_migration_history_changed", "migration_history_changed alerts: rows of a migration-history table were deleted or the table truncated or dropped"),
+    ("alerts_test_data_logged", "test_data_logged alerts: rows carrying test data were let in (test_data_action log or warn, staging, replication)"),
+    ("alerts_denial_burst", "denial_burst alerts: one client was refused more than prodguard.denial_burst_threshold times within a minute"),
+    ("alerts_dropped", "alert records not queued because the queue was full (still in the server log)"),
 ];
 const N_COUNTERS: usize = COUNTERS.len();
 
@@ -97,6 +111,14 @@ impl<const N: usize> Text<N> {
     }
 }
 
+/// What a queued record is (`Record::kind`).
+pub const KIND_DENIAL: u8 = 0;
+/// An alert, for `prodguard.alerts` and `NOTIFY prodguard_alert` (`command` holds its kind).
+pub const KIND_ALERT: u8 = 1;
+/// A request to count a table's rows for the row-drop watch (`object` holds the table's
+/// oid, `detail` its name).
+pub const KIND_BASELINE: u8 = 2;
+
 pub const FREE: u8 = 0;
 pub const READY: u8 = 1;
 pub const TAKEN: u8 = 2;
@@ -106,6 +128,9 @@ pub const TAKEN: u8 = 2;
 #[derive(Clone, Copy)]
 pub struct Record {
     pub state: u8,
+    /// KIND_DENIAL, KIND_ALERT or KIND_BASELINE (in what was padding in 0.1.0's records, so
+    /// that a queue file saved by 0.1.0 loads as denials).
+    pub kind: u8,
     pub id: i64,
     pub at: i64,
     pub dboid: u32,
@@ -126,7 +151,8 @@ pub struct Record {
 impl Record {
     /// Whether every text field is within its buffer and valid UTF-8.
     fn sane(&self) -> bool {
-        self.database.sane()
+        self.kind <= KIND_BASELINE
+            && self.database.sane()
             && self.db_user.sane()
             && self.session_user.sane()
             && self.application.sane()
@@ -296,9 +322,12 @@ pub fn enqueue(record: &Record) -> bool {
         Some(writer.map_or(h.launcher_latch.load(Ordering::Relaxed), |w| w.latch))
     })
     .flatten();
+    let denial = record.kind == KIND_DENIAL;
     match latch {
         Some(latch) => {
-            count(Counter::DenialsQueued);
+            if denial {
+                count(Counter::DenialsQueued);
+            }
             if !latch.is_null() {
                 // SAFETY: latches live in shared memory (PGPROC) for the life of the
                 // server; setting one whose owner has gone is harmless.
@@ -308,7 +337,11 @@ pub fn enqueue(record: &Record) -> bool {
         }
         None => {
             if available() {
-                count(Counter::DenialsDropped);
+                count(if denial {
+                    Counter::DenialsDropped
+                } else {
+                    Counter::AlertsDropped
+                });
             }
             false
         }

@@ -35,6 +35,7 @@ use crate::core::protection;
 use crate::core::settings::{self, Environment, TestDataAction};
 use crate::guards::policy;
 use crate::records::audit_log;
+use crate::records::alerts::{self, Kind};
 use crate::records::denial::{self, Event};
 
 use self::cache::{columns, matcher};
@@ -269,7 +270,7 @@ fn act(
                 message,
                 function_name!(),
             )
-            .set_detail(detail)
+            .set_detail(detail.clone())
             .report(PgLogLevel::WARNING);
         }
         TestDataAction::Log => {
@@ -293,8 +294,20 @@ fn act(
                 audit_log::record_test_data(relid, op, env, matches);
             }
         }
-        TestDataAction::Off => {}
+        TestDataAction::Off => return,
     }
+    // whatever let the row in (log, warn, a staging warning, an override): tell someone
+    let how = match action {
+        TestDataAction::Log => "prodguard.test_data_action = log",
+        TestDataAction::Warn => "prodguard.test_data_action = warn",
+        _ if env == Environment::Staging => "staging warns only",
+        _ => "on an override",
+    };
+    alerts::raise(
+        Kind::TestDataLogged,
+        &pg::describe_table(relid),
+        &format!("{op} stored a row carrying test data ({how}). {detail}"),
+    );
 }
 
 fn shorten(text: &str) -> String {
