@@ -136,6 +136,21 @@ stop_cluster() {
     as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -w -t 60 -m fast stop >/dev/null
 }
 
+# python_tools: a virtualenv in target/tools/venv with Django, alembic, SQLAlchemy and
+# psycopg from PyPI (for deploy_tools.sh and the alert listener); created once.
+python_tools() {
+    local tools="$PROJECT_DIR/target/tools"
+    mkdir -p "$tools"
+    python3 -c 'import venv, ensurepip' 2>/dev/null ||
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null
+    if [ ! -x "$tools/venv/bin/python" ]; then
+        say "installing Django, alembic and psycopg from PyPI into $tools/venv"
+        rm -rf "$tools/venv"
+        python3 -m venv "$tools/venv"
+        "$tools/venv/bin/pip" install -q "django>=4.2,<5.1" "alembic>=1.13" "sqlalchemy>=2" "psycopg[binary]>=3.1"
+    fi
+}
+
 # For the scripted tests in pgrx-tests/: check DESCRIPTION ACTUAL EXPECTED prints "ok" or
 # "FAILED" and counts failures in $failures.
 failures=0

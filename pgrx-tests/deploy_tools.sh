@@ -16,17 +16,10 @@ source "$(dirname "$0")/../bin/common.sh"
 
 tools="$PROJECT_DIR/target/tools"
 mkdir -p "$tools"
-# a machine without venv or npm gets them from Debian
-python3 -c 'import venv, ensurepip' 2>/dev/null ||
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null
+python_tools
+# a machine without npm gets it from Debian
 command -v npm >/dev/null ||
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null
-if [ ! -x "$tools/venv/bin/python" ]; then
-    say "installing Django, alembic and psycopg from PyPI into $tools/venv"
-    rm -rf "$tools/venv"
-    python3 -m venv "$tools/venv"
-    "$tools/venv/bin/pip" install -q "django>=4.2,<5.1" "alembic>=1.13" "sqlalchemy>=2" "psycopg[binary]>=3.1"
-fi
 if [ ! -d "$tools/node/node_modules/knex" ]; then
     say "installing knex and pg from npm into $tools/node"
     mkdir -p "$tools/node"

@@ -145,7 +145,11 @@ pub extern "C-unwind" fn prodguard_denial_writer_main(arg: pg_sys::Datum) {
 /// batch back into the queue.
 fn write(dboid: u32, batch: &[(usize, Record)]) {
     let of_kind = |kind: u8| -> Vec<(usize, Record)> {
-        batch.iter().filter(|(_, r)| r.kind == kind).cloned().collect()
+        batch
+            .iter()
+            .filter(|(_, r)| r.kind == kind)
+            .cloned()
+            .collect()
     };
     let denials = of_kind(shmem::KIND_DENIAL);
     if !denials.is_empty() {
@@ -169,12 +173,11 @@ fn write_alerts(dboid: u32, batch: &[(usize, Record)]) {
     let written = BackgroundWorker::transaction(|| {
         Spi::run("SET LOCAL search_path = pg_catalog, pg_temp")
             .unwrap_or_else(|e| pgrx::error!("prodguard: {e}"));
-        let exists = Spi::get_one::<bool>(
-            "SELECT pg_catalog.to_regclass('prodguard.alerts') IS NOT NULL",
-        )
-        .ok()
-        .flatten()
-        .unwrap_or(false);
+        let exists =
+            Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('prodguard.alerts') IS NOT NULL")
+                .ok()
+                .flatten()
+                .unwrap_or(false);
         if !exists {
             return false;
         }
@@ -259,7 +262,9 @@ fn count_rows(request: &Record) {
             // the table was dropped: it has nothing left
             None => 0,
             Some(name) => Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM {name}"))
-                .unwrap_or_else(|e| pgrx::error!("prodguard: could not count the rows of {name}: {e}"))
+                .unwrap_or_else(|e| {
+                    pgrx::error!("prodguard: could not count the rows of {name}: {e}")
+                })
                 .unwrap_or(0),
         }
     });

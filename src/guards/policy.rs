@@ -15,8 +15,8 @@ use pgrx::prelude::*;
 use crate::core::breakglass::{self, Override, Scope};
 use crate::core::error::raise;
 use crate::core::finding::Finding;
-use crate::core::settings::{self, Environment};
 use crate::core::protection;
+use crate::core::settings::{self, Environment};
 use crate::records::alerts::{self, Kind};
 use crate::records::audit_log;
 use crate::records::denial::{self, Event, Session};
@@ -132,7 +132,9 @@ fn alert_override(finding: &Finding, reason: &str) {
         ),
         _ => alerts::raise(
             Kind::OverrideUsed,
-            &finding.object,
+            &finding
+                .relation
+                .map_or_else(|| finding.object.clone(), crate::core::pg::describe_table),
             &format!(
                 "{} of {} ran on an override: {reason}",
                 finding.command, finding.object

@@ -107,10 +107,7 @@ pub fn emit(who: &Session, kind: Kind, object: &str, detail: &str) {
     shmem::count(kind.counter());
     denial::log_line(
         "alert",
-        &[
-            ("kind", kind.name()),
-            ("object", object),
-        ],
+        &[("kind", kind.name()), ("object", object)],
         who,
         &[("detail", detail)],
     );

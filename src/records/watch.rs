@@ -287,10 +287,7 @@ fn resolve() {
             }
         }
     }
-    let who = folded
-        .iter()
-        .any(|f| f.lost > 0)
-        .then(Session::current);
+    let who = folded.iter().any(|f| f.lost > 0).then(Session::current);
     READY.with_borrow_mut(|r| *r = (folded, who));
 }
 
@@ -434,12 +431,19 @@ pub fn waiting(dboid: u32, relid: u32) -> Option<(i64, i64)> {
 /// Stores the size a table had when its window opened (`rows` counted now plus `lost`, the
 /// rows lost when the count began); returns (lost, baseline) when that crosses the alert
 /// threshold, which the caller raises.
-pub fn set_baseline(dboid: u32, relid: u32, window_start: i64, rows: i64, lost: i64) -> Option<(i64, i64)> {
+pub fn set_baseline(
+    dboid: u32,
+    relid: u32,
+    window_start: i64,
+    rows: i64,
+    lost: i64,
+) -> Option<(i64, i64)> {
     let percent = i64::from(settings::ROW_DROP_ALERT_PERCENT.get());
     locked(|sh| {
-        let t = sh.tables.iter_mut().find(|t| {
-            t.dboid == dboid && t.relid == relid && t.window_start == window_start
-        })?;
+        let t = sh
+            .tables
+            .iter_mut()
+            .find(|t| t.dboid == dboid && t.relid == relid && t.window_start == window_start)?;
         t.pending = false;
         t.baseline = rows + lost;
         if !t.alerted && crossed(t.lost, t.baseline, percent) {

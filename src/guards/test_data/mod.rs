@@ -34,8 +34,8 @@ use crate::core::pg;
 use crate::core::protection;
 use crate::core::settings::{self, Environment, TestDataAction};
 use crate::guards::policy;
-use crate::records::audit_log;
 use crate::records::alerts::{self, Kind};
+use crate::records::audit_log;
 use crate::records::denial::{self, Event};
 
 use self::cache::{columns, matcher};
