@@ -34,16 +34,22 @@ as_postgres() {
     fi
 }
 
-install_prerequisites() {
+# apt_install PACKAGE...: installs the Debian packages that are missing (without the
+# recommended ones).
+apt_install() {
     local missing=()
-    for pkg in "${APT_PACKAGES[@]}"; do
+    for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then
         say "installing Debian packages: ${missing[*]}"
         as_root apt-get update -q
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
     fi
+}
+
+install_prerequisites() {
+    apt_install "${APT_PACKAGES[@]}"
     if ! command -v cargo >/dev/null; then
         # rustup installs into ~/.cargo/bin, which non-login shells may not have on PATH
         export PATH="$HOME/.cargo/bin:$PATH"
