@@ -5,20 +5,22 @@
 # statement is run N and 2N times; the difference divided by N removes start-up costs.
 #
 #   benches/instructions.sh [N] [section...]   (default 2000; sections: guards test_data
-#                                               audit, default all three; about a minute
-#                                               per kind and config)
+#                                               audit watch, default all four; about a
+#                                               minute per kind and config)
 #
 # Kinds: update (UPDATE kv ... WHERE id = n), delete (DELETE ... WHERE id = n then INSERT
 # it back: 2 statements), select (SELECT ... WHERE id = n), utility (BEGIN; SET LOCAL ...;
 # COMMIT: 3 statements). Database production, extension created. Section audit: a 100-row
 # INSERT (as benches/audit.pgbench) into a plain table, one protected with audit => true and
 # one with a supa_audit-style PL/pgSQL trigger (as benches/pgbench_audit.sh); per line of
-# input, so per 100 rows.
+# input, so per 100 rows. Section watch: the row-drop watch on (default) and off
+# (prodguard.row_drop_alert_percent = 0) for a protected, audited table: one row deleted
+# and put back per transaction, and 100 rows deleted and put back per transaction.
 source "$(dirname "$0")/lib.sh"
 
 n=${1:-2000}
 shift || true
-sections=${*:-guards test_data audit}
+sections=${*:-guards test_data audit watch}
 command -v valgrind >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind
 start_bench_cluster
 psql -X -q -d postgres -c "CREATE TABLE kv (id int PRIMARY KEY, v int NOT NULL)" \
@@ -37,6 +39,9 @@ ALTER TABLE a_bare ADD PRIMARY KEY (id);
 CREATE TABLE a_audit (LIKE a_bare INCLUDING ALL);
 CREATE TABLE a_plpgsql (LIKE a_bare INCLUDING ALL);
 SELECT prodguard.protect('a_audit', audit => true, test_data => false);
+CREATE TABLE w (id int PRIMARY KEY, v text);
+INSERT INTO w SELECT g, 'Organic still water 2L' FROM generate_series(1, 100000) g;
+SELECT prodguard.protect('w', audit => true, test_data => false);
 SQL
 psql -X -q -d postgres -v tbl=a_plpgsql >/dev/null <"$(dirname "$0")/plpgsql_audit.sql"
 stop_cluster bench
@@ -50,23 +55,25 @@ statements() { # kind count
     awk -v n="$2" -v kind="$1" 'BEGIN { srand(1); for (i = 0; i < n; i++) { id = int(rand() * 100000) + 1
         if (kind == "update") print "UPDATE kv SET v = v + 1 WHERE id = " id
         else if (kind == "delete") { print "DELETE FROM kv WHERE id = " id; print "INSERT INTO kv VALUES (" id ", 0)" }
+        else if (kind == "watch_1") { print "DELETE FROM w WHERE id = " id; print "INSERT INTO w VALUES (" id ", '\''x'\'')" }
+        else if (kind == "watch_100") { lo = int(id / 100) * 100; print "WITH d AS (DELETE FROM w WHERE id > " lo " AND id <= " lo + 100 " RETURNING id) INSERT INTO w SELECT id, '\''x'\'' FROM d" }
         else if (kind == "select") print "SELECT v FROM kv WHERE id = " id
         else if (kind ~ /^audit_/) { t = substr(kind, 7); print "INSERT INTO a_" t " SELECT " id " * 1000 + g, '\''Ada Lovelace'\'', '\''ada.lovelace'\'' || g || '\''@mail-co.com'\'', '\''+44 20 '\'' || g, g % 200 || '\'' Analytical Engine Road'\'', '\''Organic still water 2L'\'', '\''SKU-'\'' || g, '\''Delivered to the side door, customer asked for a call on arrival'\'', '\''Co-op Food Manchester'\'', '\''delivered'\'' FROM generate_series(1, 100) g" }
         else if (kind ~ /^insert_/) { t = substr(kind, 8); print "INSERT INTO t_" t " VALUES (" id ", '\''Ada Lovelace'\'', '\''ada" id "@mail-co.com'\'', '\''+44 20 " id "'\'', '\''12 Analytical Engine Road'\'', '\''Organic still water 2L'\'', '\''SKU-" id "'\'', '\''Delivered to the side door, customer asked for a call'\'', '\''Co-op Food Manchester'\'', '\''delivered'\'')" }
         else { print "BEGIN"; print "SET LOCAL application_name = '\''x'\''"; print "COMMIT" } } }'
 }
-instructions() { # kind count preload
+instructions() { # kind count preload [setting]
     statements "$1" "$2" >"$work/in.sql"
     # every run starts from the same data directory, so that no run inherits another's
     # dead rows
     as_root rm -rf "$data"
     as_root cp -a "$pristine" "$data"
     as_postgres valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-        "$PG_BIN/postgres" --single -D "$data" -c "shared_preload_libraries=$3" postgres \
+        "$PG_BIN/postgres" --single -D "$data" -c "shared_preload_libraries=$3" ${4:+-c "$4"} postgres \
         <"$work/in.sql" 2>&1 >/dev/null | awk '/Collected/ { print $NF }'
 }
-per_line() { # kind preload
-    echo $(( ($(instructions "$1" $((2 * n)) "$2") - $(instructions "$1" "$n" "$2")) / n ))
+per_line() { # kind preload [setting]
+    echo $(( ($(instructions "$1" $((2 * n)) "$2" "${3:-}") - $(instructions "$1" "$n" "$2" "${3:-}")) / n ))
 }
 for section in $sections; do
     case $section in
@@ -96,6 +103,18 @@ for section in $sections; do
         awk -v b="$bare" -v a="$ours" -v p="$plpgsql" 'BEGIN {
             printf "bare %d, pg_prodguard audit %d (+%d per row), PL/pgSQL trigger %d (+%d per row)\n", b / 100, a / 100, (a - b) / 100, p / 100, (p - b) / 100
             printf "speed ratios: audit/bare %.3f, PL/pgSQL/bare %.3f, audit = %.2f x PL/pgSQL\n", b / a, b / p, p / a }'
+        echo
+        ;;
+    watch)
+        echo "row-drop watch, preloaded, protected audited table: instructions per line of input"
+        printf '%-10s %14s %14s %10s\n' kind "watch off" "watch on" "per row"
+        for kind in watch_1 watch_100; do
+            rows=$([ "$kind" = watch_1 ] && echo 2 || echo 200)
+            off=$(per_line "$kind" pg_prodguard prodguard.row_drop_alert_percent=0)
+            on=$(per_line "$kind" pg_prodguard)
+            awk -v k="$kind" -v a="$off" -v b="$on" -v r="$rows" 'BEGIN { printf "%-10s %14d %14d %10.1f   (ratio off/on %.4f)\n", k, a, b, (b - a) / r, a / b }'
+        done
+        echo "(watch_1: DELETE of one row, then INSERT of it, 2 transactions; watch_100: 100 rows deleted and inserted back in one statement; per row = extra instructions per changed row)"
         echo
         ;;
     *) echo "unknown section $section" >&2; exit 2 ;;

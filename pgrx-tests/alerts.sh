@@ -103,6 +103,18 @@ q "DELETE FROM undone WHERE id <= 501" >/dev/null
 settle
 check "undone: the 501st row counted crosses 50%" "$(alerts row_drop 'table "public.undone"')" 1
 
+say "row_drop: a partitioned table is watched as one table"
+q "CREATE TABLE parted (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+   CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (1) TO (501);
+   CREATE TABLE parted_high PARTITION OF parted FOR VALUES FROM (501) TO (1001);
+   INSERT INTO parted SELECT g, 'row' FROM generate_series(1, 1000) g;
+   SELECT prodguard.protect('parted')" >/dev/null
+for i in 0 1 2 3 4 5; do q "DELETE FROM parted WHERE id % 10 = $i" >/dev/null; done
+settle
+check "one alert, for the partitioned table" \
+    "$(q "SELECT string_agg(object, ', ') FROM prodguard.alerts WHERE kind = 'row_drop' AND object LIKE '%parted%'")" \
+    'table "public.parted"'
+
 say "row_drop: 4 concurrent sessions deleting single rows (600 of 1000)"
 table_of nibbled 1000
 sessions=()
@@ -116,6 +128,19 @@ settle
 check "one alert" "$(alerts row_drop 'table "public.nibbled"')" 1
 check "client address recorded" \
     "$(q "SELECT host(client_addr) FROM prodguard.alerts WHERE object = 'table \"public.nibbled\"'")" 127.0.0.1
+
+say "row_drop: 600 single-row DELETEs through postgres_fdw from another database"
+table_of far 1000
+psql -X -q -d postgres -c "CREATE DATABASE remote"
+DB=remote q "CREATE EXTENSION postgres_fdw;
+    CREATE SERVER shop FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '$port', dbname 'app');
+    CREATE USER MAPPING FOR postgres SERVER shop OPTIONS (user 'postgres');
+    CREATE FOREIGN TABLE far (id int, v text) SERVER shop" >/dev/null
+for i in $(seq 1 600); do echo "DELETE FROM far WHERE id = $i;"; done | psql -X -q -d remote >/dev/null
+settle
+check "one alert in the database that lost the rows" "$(alerts row_drop 'table "public.far"')" 1
+check "from the postgres_fdw session" \
+    "$(q "SELECT application_name FROM prodguard.alerts WHERE object = 'table \"public.far\"'")" postgres_fdw
 
 say "row_drop and override_used: an overridden TRUNCATE"
 table_of truncated 500

@@ -3,7 +3,8 @@
 # never loses data silently: a replicated DELETE of protected rows is audited row by row
 # (old rows kept, the audit entries saying they were applied by replication, with the
 # origin); a replicated TRUNCATE of a protected table is audited and its rows backed up
-# before it runs, and logged (a "prodguard: replicated" line); the apply worker is not
+# before it runs, and logged (a "prodguard: replicated" line); both raise a row_drop alert
+# on the subscriber; the apply worker is not
 # refused (that would stall the subscription; see README, Replication). A FOR ALL TABLES
 # publication, which would ship pg_prodguard's own tables, is refused in production.
 # Run by bin/test; on its own: pgrx-tests/replication.sh (the extension must be installed).
@@ -77,6 +78,13 @@ check "...and its rows were backed up first" \
     "$(sub -c "SELECT count(*) FROM prodguard.backup_row b JOIN prodguard.audit_log a ON a.id = b.audit_id WHERE a.action = 'TRUNCATE' AND a.table_name = 'ledger'")" 500
 check "...and logged" \
     "$(as_postgres cat "$(cluster_base)/subscriber/data/log/postgresql.log" | grep -c 'prodguard: replicated guard="command" command="TRUNCATE" object="table \\"public.ledger\\""')" 1
+for _ in $(seq 1 50); do
+    [ "$(sub -c "SELECT count(*) FROM prodguard.alerts WHERE kind = 'row_drop'")" -ge 2 ] && break
+    sleep 0.2
+done
+check "the replicated DELETE and TRUNCATE raise one row_drop alert each on the subscriber" \
+    "$(sub -c "SELECT string_agg(object, ', ' ORDER BY object) FROM prodguard.alerts WHERE kind = 'row_drop'")" \
+    'table "public.ledger", table "public.orders"'
 # the subscriber's operator puts the ledger back from the backup
 sub -c "ALTER SUBSCRIPTION shop DISABLE" >/dev/null
 check "restore_backup() brings the ledger back on the subscriber" \

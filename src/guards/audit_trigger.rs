@@ -133,9 +133,12 @@ fn audit_trigger_row<'a>(
     // the row-drop watch counts every row, audited or not
     let op = data.tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
     if op != pg_sys::TRIGGER_EVENT_UPDATE {
-        // SAFETY: tg_relation of a row trigger is open.
-        let relid = unsafe { (*data.tg_relation).rd_id };
-        watch::note_row(relid, op == pg_sys::TRIGGER_EVENT_DELETE);
+        // SAFETY: tg_relation of a row trigger is open, with its pg_class row.
+        let (relid, partition) = unsafe {
+            let rel = data.tg_relation;
+            ((*rel).rd_id, (*(*rel).rd_rel).relispartition)
+        };
+        watch::note_row(relid, partition, op == pg_sys::TRIGGER_EVENT_DELETE);
     }
     if !settings::AUDIT.get() || silenced_by_replication_role() {
         // SAFETY: tg_relation of a row trigger is open.

@@ -3,10 +3,11 @@
 //! **Row drops.** The audit trigger counts, per transaction, the rows each protected table
 //! loses (DELETE, MERGE, replicated deletes) and gains (INSERT); a backup before an
 //! overridden or replicated TRUNCATE, DROP TABLE or DROP SCHEMA counts the rows it copies as
-//! lost. Savepoints rolled back take their counts with them. Before commit the counts are
-//! put under the partitioned table a partition belongs to (its root) and named; after
-//! commit they are added to the table's entry in shared memory: one LWLock round per
-//! committing transaction that touched a protected table, nothing per row but a counter.
+//! lost. Savepoints rolled back take their counts with them. Just before commit the counts
+//! are put under the partitioned table a partition belongs to (its root) and added to the
+//! table's entry in shared memory (taken back if the commit fails after all); what they
+//! cross is announced after the commit. One LWLock round per committing transaction that
+//! touched a protected table, a hash probe of a few slots, nothing per row but a counter.
 //!
 //! An entry is a tumbling window of `prodguard.row_drop_window`, opened by the first
 //! commit that removes rows: `lost` is the net number of rows removed since (removed less
@@ -28,7 +29,7 @@ use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 
 use pgrx::pg_sys;
-use pgrx::{PgList, PgXactCallbackEvent};
+use pgrx::PgList;
 
 use crate::core::pg;
 use crate::core::settings::{self, Environment};
@@ -42,6 +43,8 @@ const TABLES: usize = 1024;
 /// Clients whose refusals are counted at a time.
 const CLIENTS: usize = 256;
 const MINUTE_US: i64 = 60_000_000;
+/// How many slots from its hash a table's entry may be in.
+const PROBE: usize = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -136,26 +139,42 @@ pub fn crossed(lost: i64, baseline: i64, percent: i64) -> bool {
 
 struct Pending {
     relid: pg_sys::Oid,
+    /// Whether the table is a partition (counted under its root).
+    partition: bool,
     subxact: pg_sys::SubTransactionId,
     removed: i64,
     added: i64,
 }
 
-/// A table's net loss in a committing transaction, resolved before commit.
+/// What the commit of this transaction does to one table's entry, decided before commit.
+enum Then {
+    Nothing,
+    /// Raise the row_drop alert: (lost, baseline, window start).
+    Alert(i64, i64, i64),
+    /// Ask the writer to count the table.
+    Count,
+}
+
+/// One table's net loss, added to its shared entry before commit (taken back if the
+/// transaction aborts after all).
 struct Folded {
     relid: pg_sys::Oid,
-    name: String,
     lost: i64,
+    /// The entry's window when the loss was added.
+    window_start: i64,
+    then: Then,
+    name: String,
 }
 
 thread_local! {
-    /// The local transaction the pending counts belong to (0: none).
-    static TXN: Cell<u32> = const { Cell::new(0) };
     static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
     /// Names of tables counted by a backup (a dropped table has no name at commit).
     static NAMES: RefCell<Vec<(pg_sys::Oid, String)>> = const { RefCell::new(Vec::new()) };
-    static READY: RefCell<(Vec<Folded>, Option<Session>)> = const { RefCell::new((Vec::new(), None)) };
-    static SUBXACT_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// Added to shared memory before commit: what commit announces, abort takes back.
+    static FOLDED: RefCell<(Vec<Folded>, Option<Session>)> = const { RefCell::new((Vec::new(), None)) };
+    static REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// Net loss per root table of the committing transaction (scratch).
+    static TOTALS: RefCell<Vec<(pg_sys::Oid, i64)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Whether this session's changes are watched: shared memory, a database, the watch on,
@@ -168,10 +187,11 @@ fn watching() -> bool {
         && settings::environment() != Environment::Development
 }
 
-/// Counts one row an INSERT added (`removed` false) or a DELETE removed (true).
-pub fn note_row(relid: pg_sys::Oid, removed: bool) {
+/// Counts one row an INSERT added (`removed` false) or a DELETE removed (true) in a table
+/// (`partition`: whether it is a partition, from its relcache entry).
+pub fn note_row(relid: pg_sys::Oid, partition: bool, removed: bool) {
     if watching() {
-        add(relid, i64::from(removed), i64::from(!removed));
+        add(relid, partition, i64::from(removed), i64::from(!removed));
     }
 }
 
@@ -181,14 +201,20 @@ pub fn note_removed(relid: pg_sys::Oid, rows: i64) {
     if watching() && rows > 0 {
         let name = pg::describe_table(root(relid));
         NAMES.with_borrow_mut(|n| n.push((relid, name)));
-        add(relid, rows, 0);
+        // SAFETY: syscache lookup of a relation about to be destroyed, still there.
+        let partition = unsafe { pg_sys::get_rel_relispartition(relid) };
+        add(relid, partition, rows, 0);
     }
 }
 
-fn add(relid: pg_sys::Oid, removed: i64, added: i64) {
-    let txn = crate::core::breakglass::local_transaction();
-    if TXN.get() != txn {
-        start_transaction(txn);
+fn add(relid: pg_sys::Oid, partition: bool, removed: i64, added: i64) {
+    if !REGISTERED.get() {
+        // SAFETY: registers #[pg_guard] callbacks for the life of the backend.
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(xact_event), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(subxact_event), std::ptr::null_mut());
+        }
+        REGISTERED.set(true);
     }
     // SAFETY: GetCurrentSubTransactionId has no preconditions inside a transaction.
     let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
@@ -204,6 +230,7 @@ fn add(relid: pg_sys::Oid, removed: i64, added: i64) {
             }
             None => p.push(Pending {
                 relid,
+                partition,
                 subxact,
                 removed,
                 added,
@@ -212,23 +239,54 @@ fn add(relid: pg_sys::Oid, removed: i64, added: i64) {
     });
 }
 
-fn start_transaction(txn: u32) {
-    TXN.set(txn);
-    clear();
-    pgrx::register_xact_callback(PgXactCallbackEvent::PreCommit, resolve);
-    pgrx::register_xact_callback(PgXactCallbackEvent::Commit, fold);
-    pgrx::register_xact_callback(PgXactCallbackEvent::Abort, clear);
-    if !SUBXACT_REGISTERED.get() {
-        // SAFETY: registers a #[pg_guard] callback for the life of the backend.
-        unsafe { pg_sys::RegisterSubXactCallback(Some(subxact_event), std::ptr::null_mut()) };
-        SUBXACT_REGISTERED.set(true);
+/// The end of every transaction of a backend that counted rows once: cheap when it
+/// counted none this time.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn xact_event(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_PRE_COMMIT => {
+            if PENDING.with_borrow(|p| !p.is_empty()) {
+                before_commit();
+            }
+        }
+        XACT_EVENT_COMMIT => {
+            if FOLDED.with_borrow(|f| !f.0.is_empty()) {
+                after_commit();
+            }
+        }
+        XACT_EVENT_ABORT => {
+            if FOLDED.with_borrow(|f| !f.0.is_empty()) {
+                take_back();
+            }
+            clear();
+        }
+        // a prepared transaction's rows are not counted (its commit may come from any
+        // session, or never)
+        XACT_EVENT_PRE_PREPARE => clear(),
+        _ => {}
     }
 }
 
 fn clear() {
-    PENDING.with_borrow_mut(|p| p.clear());
-    NAMES.with_borrow_mut(|n| n.clear());
-    READY.with_borrow_mut(|r| *r = (Vec::new(), None));
+    PENDING.with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.clear();
+        }
+    });
+    NAMES.with(|n| {
+        if let Ok(mut n) = n.try_borrow_mut() {
+            n.clear();
+        }
+    });
+    FOLDED.with(|f| {
+        if let Ok(mut f) = f.try_borrow_mut() {
+            *f = (Vec::new(), None);
+        }
+    });
 }
 
 /// A savepoint rolled back: its counts (and those of the savepoints inside it) go.
@@ -266,127 +324,213 @@ fn root(relid: pg_sys::Oid) -> pg_sys::Oid {
     }
 }
 
-/// Before commit (still in the transaction): net counts per root table, named, and who
-/// committed them.
-fn resolve() {
-    let pending = PENDING.with_borrow_mut(std::mem::take);
-    let names = NAMES.with_borrow_mut(std::mem::take);
-    let mut folded: Vec<Folded> = Vec::new();
-    for e in pending {
-        let relid = root(e.relid);
-        let lost = e.removed - e.added;
-        match folded.iter_mut().find(|f| f.relid == relid) {
-            Some(f) => f.lost += lost,
-            None => {
-                let name = names
-                    .iter()
-                    .find(|(r, _)| *r == e.relid || root(*r) == relid)
-                    .map(|(_, n)| n.clone())
-                    .unwrap_or_else(|| pg::describe_table(relid));
-                folded.push(Folded { relid, name, lost });
-            }
+/// Before commit (still in the transaction, so names can be looked up): adds the net
+/// counts per root table to the shared entries, and decides what the commit announces.
+fn before_commit() {
+    let names = NAMES.with_borrow_mut(|n| {
+        if n.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(n)
         }
-    }
-    let who = folded.iter().any(|f| f.lost > 0).then(Session::current);
-    READY.with_borrow_mut(|r| *r = (folded, who));
-}
-
-/// After commit: adds the counts to the shared entries; raises the alerts they cross, and
-/// asks the writer to count the tables whose window has no size yet. Raises no error.
-fn fold() {
-    let (folded, who) = READY.with_borrow_mut(std::mem::take);
-    TXN.set(0);
-    if folded.is_empty() {
-        return;
-    }
+    });
+    // the lists below keep their allocations from one transaction to the next
+    TOTALS.with_borrow_mut(|totals| {
+        totals.clear();
+        PENDING.with_borrow_mut(|p| {
+            for e in p.iter() {
+                let relid = if e.partition { root(e.relid) } else { e.relid };
+                let lost = e.removed - e.added;
+                match totals.iter_mut().find(|(r, _)| *r == relid) {
+                    Some((_, l)) => *l += lost,
+                    None => totals.push((relid, lost)),
+                }
+            }
+            p.clear();
+        });
+    });
     // SAFETY: a read of a backend global.
     let dboid = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let now = now();
     let window = window_us();
     let percent = i64::from(settings::ROW_DROP_ALERT_PERCENT.get());
-    let mut crossings = Vec::new();
-    let mut requests = Vec::new();
+    let mut folded = FOLDED.with_borrow_mut(|f| std::mem::take(&mut f.0));
+    folded.clear();
+    TOTALS.with_borrow(|totals| {
+        locked(|sh| {
+            for &(relid, lost) in totals {
+                let Some(t) = entry(&mut sh.tables, dboid, relid.to_u32(), now, window, lost > 0)
+                else {
+                    continue;
+                };
+                t.touched = now;
+                t.lost += lost;
+                let then = if t.lost <= 0 || t.alerted {
+                    Then::Nothing
+                } else if t.baseline >= 0 {
+                    if crossed(t.lost, t.baseline, percent) {
+                        t.alerted = true;
+                        Then::Alert(t.lost, t.baseline, t.window_start)
+                    } else {
+                        Then::Nothing
+                    }
+                } else if !t.pending {
+                    t.pending = true;
+                    Then::Count
+                } else {
+                    Then::Nothing
+                };
+                folded.push(Folded {
+                    relid,
+                    lost,
+                    window_start: t.window_start,
+                    then,
+                    name: String::new(),
+                });
+            }
+        });
+    });
+    // names and who only for what commit will announce
+    let mut who = None;
+    for f in folded
+        .iter_mut()
+        .filter(|f| !matches!(f.then, Then::Nothing))
+    {
+        f.name = names
+            .iter()
+            .find(|(r, _)| *r == f.relid || root(*r) == f.relid)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_else(|| pg::describe_table(f.relid));
+        who.get_or_insert_with(Session::current);
+    }
+    FOLDED.with_borrow_mut(|f| *f = (folded, who));
+}
+
+/// The shared entry of a table: its open window, or a new one (only when `open` and the
+/// table lost rows: a window opens with a loss). Probes a few slots from the table's hash;
+/// a new entry takes a free one, else one whose window has passed, else the least
+/// recently touched.
+fn entry(
+    tables: &mut [Table; TABLES],
+    dboid: u32,
+    relid: u32,
+    now: i64,
+    window: i64,
+    open: bool,
+) -> Option<&mut Table> {
+    let start = (hash(&[u64::from(dboid), u64::from(relid)]) as usize) % TABLES;
+    let probe = (0..PROBE).map(|k| (start + k) % TABLES);
+    let found = probe
+        .clone()
+        .find(|&i| tables[i].dboid == dboid && tables[i].relid == relid);
+    let i = match found {
+        Some(i) if now - tables[i].window_start <= window => return Some(&mut tables[i]),
+        Some(i) => i,
+        None if !open => return None,
+        None => probe
+            .clone()
+            .find(|&i| tables[i].dboid == 0)
+            .or_else(|| {
+                probe
+                    .clone()
+                    .find(|&i| now - tables[i].window_start > window)
+            })
+            .unwrap_or_else(|| probe.min_by_key(|&i| tables[i].touched).unwrap_or(start)),
+    };
+    if !open {
+        // the window has passed and nothing was lost: the entry is done with
+        tables[i].dboid = 0;
+        return None;
+    }
+    tables[i] = Table {
+        dboid,
+        relid,
+        window_start: now,
+        touched: now,
+        lost: 0,
+        baseline: -1,
+        alerted: false,
+        pending: false,
+    };
+    Some(&mut tables[i])
+}
+
+/// After commit: raises the alerts decided before it and asks the writer for the counts.
+/// Looks nothing up, raises no error.
+fn after_commit() {
+    let Some(who) = FOLDED.with_borrow_mut(|f| {
+        let who = f.1.take();
+        if who.is_none() {
+            // nothing to announce: keep the list's allocation
+            f.0.clear();
+        }
+        who
+    }) else {
+        return;
+    };
+    let folded = FOLDED.with_borrow_mut(|f| std::mem::take(&mut f.0));
+    // SAFETY: a read of a backend global.
+    let dboid = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    for f in folded {
+        match f.then {
+            Then::Nothing => {}
+            Then::Alert(lost, baseline, since) => {
+                alert_row_drop(&who, &f.name, lost, baseline, since)
+            }
+            Then::Count => {
+                let mut r = Record::empty();
+                r.kind = KIND_BASELINE;
+                r.at = now();
+                r.dboid = dboid;
+                who.fill(&mut r);
+                r.object.set(&f.relid.to_u32().to_string());
+                r.detail.set(&f.name);
+                shmem::enqueue(&r);
+            }
+        }
+    }
+}
+
+/// The transaction aborted after its counts were added: takes them back.
+fn take_back() {
+    let (folded, _) = FOLDED.with_borrow_mut(std::mem::take);
+    // SAFETY: a read of a backend global.
+    let dboid = unsafe { pg_sys::MyDatabaseId }.to_u32();
     locked(|sh| {
         for f in &folded {
             let relid = f.relid.to_u32();
-            let slot = match sh
-                .tables
-                .iter()
-                .position(|t| t.dboid == dboid && t.relid == relid)
-            {
-                Some(i) => i,
-                None if f.lost > 0 => evict(&sh.tables, now, window),
-                None => continue,
-            };
-            let t = &mut sh.tables[slot];
-            if t.dboid != dboid || t.relid != relid || now - t.window_start > window {
-                *t = Table {
-                    dboid,
-                    relid,
-                    window_start: now,
-                    touched: now,
-                    lost: 0,
-                    baseline: -1,
-                    alerted: false,
-                    pending: false,
-                };
-                if f.lost <= 0 {
-                    // a window opens only with a loss
-                    t.dboid = 0;
-                    continue;
-                }
-            }
-            t.touched = now;
-            t.lost += f.lost;
-            if t.lost <= 0 || t.alerted {
+            let start = (hash(&[u64::from(dboid), u64::from(relid)]) as usize) % TABLES;
+            let Some(i) = (0..PROBE).map(|k| (start + k) % TABLES).find(|&i| {
+                let t = &sh.tables[i];
+                t.dboid == dboid && t.relid == relid && t.window_start == f.window_start
+            }) else {
                 continue;
-            }
-            if t.baseline >= 0 {
-                if crossed(t.lost, t.baseline, percent) {
-                    t.alerted = true;
-                    crossings.push((f.name.clone(), t.lost, t.baseline, t.window_start));
-                }
-            } else if !t.pending {
-                t.pending = true;
-                requests.push((f.relid, f.name.clone()));
+            };
+            let t = &mut sh.tables[i];
+            t.lost -= f.lost;
+            match f.then {
+                Then::Alert(..) => t.alerted = false,
+                Then::Count => t.pending = false,
+                Then::Nothing => {}
             }
         }
     });
-    let Some(who) = who else { return };
-    for (name, lost, baseline, since) in crossings {
-        alert_row_drop(&who, &name, lost, baseline, since);
+}
+
+/// FNV-1a over 64-bit words: stable, and no hasher to allocate.
+fn hash(words: &[u64]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for w in words {
+        for b in w.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
     }
-    for (relid, name) in requests {
-        let mut r = Record::empty();
-        r.kind = KIND_BASELINE;
-        r.at = now;
-        r.dboid = dboid;
-        r.pid = who.pid;
-        who.fill(&mut r);
-        r.object.set(&relid.to_u32().to_string());
-        r.detail.set(&name);
-        shmem::enqueue(&r);
-    }
+    h
 }
 
 fn window_us() -> i64 {
     i64::from(settings::ROW_DROP_WINDOW.get()).saturating_mul(1_000_000)
-}
-
-/// A slot for a new entry: a free one, else one whose window has passed, else the least
-/// recently touched.
-fn evict<const N: usize>(tables: &[Table; N], now: i64, window: i64) -> usize {
-    tables
-        .iter()
-        .position(|t| t.dboid == 0)
-        .or_else(|| tables.iter().position(|t| now - t.window_start > window))
-        .unwrap_or_else(|| {
-            tables
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, t)| t.touched)
-                .map_or(0, |(i, _)| i)
-        })
 }
 
 fn alert_row_drop(who: &Session, table: &str, lost: i64, baseline: i64, since: i64) {
@@ -523,4 +667,58 @@ fn client_key(who: &Session) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h.max(1)
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+    use pgrx::prelude::*;
+
+    fn empty() -> Box<[Table; TABLES]> {
+        // SAFETY: Table is integers and booleans; all zeroes is a free entry.
+        Box::new(unsafe { std::mem::zeroed() })
+    }
+
+    #[pg_test]
+    fn more_than_the_share_crosses() {
+        assert!(!crossed(500, 1000, 50));
+        assert!(crossed(501, 1000, 50));
+        assert!(!crossed(0, 0, 50));
+        assert!(!crossed(-10, 1000, 50));
+        assert!(crossed(1, 1, 99));
+        assert!(!crossed(1, 1, 100));
+    }
+
+    #[pg_test]
+    fn a_window_opens_with_a_loss_and_tumbles() {
+        let mut tables = empty();
+        let window = 3_600_000_000;
+        // growth alone opens nothing
+        assert!(entry(&mut tables, 1, 42, 0, window, false).is_none());
+        let t = entry(&mut tables, 1, 42, 10, window, true).expect("opened");
+        t.lost = 7;
+        // within the window: the same entry
+        let t = entry(&mut tables, 1, 42, 20, window, false).expect("open");
+        assert_eq!((t.lost, t.window_start), (7, 10));
+        // after it: growth closes it, a loss opens a fresh one
+        assert!(entry(&mut tables, 1, 42, 10 + window + 1, window, false).is_none());
+        let t = entry(&mut tables, 1, 42, 20 + window, window, true).expect("reopened");
+        assert_eq!((t.lost, t.baseline, t.window_start), (0, -1, 20 + window));
+    }
+
+    #[pg_test]
+    fn a_full_probe_evicts_the_least_recently_touched() {
+        let mut tables = empty();
+        let window = i64::MAX / 2;
+        // fill more entries than one probe holds; every lookup still finds its own
+        for relid in 0..(TABLES as u32 * 2) {
+            let t = entry(&mut tables, 1, relid, i64::from(relid), window, true).expect("slot");
+            t.touched = i64::from(relid);
+        }
+        let last = TABLES as u32 * 2 - 1;
+        assert!(entry(&mut tables, 1, last, 0, window, false).is_some());
+        // another database's table of the same oid is another entry
+        assert!(entry(&mut tables, 2, last, 0, window, false).is_none());
+    }
 }
