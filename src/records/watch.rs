@@ -173,6 +173,8 @@ thread_local! {
     /// Added to shared memory before commit: what commit announces, abort takes back.
     static FOLDED: RefCell<(Vec<Folded>, Option<Session>)> = const { RefCell::new((Vec::new(), None)) };
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// The current subtransaction, kept by the callbacks (cheaper than asking per row).
+    static SUBXACT: Cell<pg_sys::SubTransactionId> = const { Cell::new(1) };
     /// Net loss per root table of the committing transaction (scratch).
     static TOTALS: RefCell<Vec<(pg_sys::Oid, i64)>> = const { RefCell::new(Vec::new()) };
 }
@@ -209,15 +211,16 @@ pub fn note_removed(relid: pg_sys::Oid, rows: i64) {
 
 fn add(relid: pg_sys::Oid, partition: bool, removed: i64, added: i64) {
     if !REGISTERED.get() {
-        // SAFETY: registers #[pg_guard] callbacks for the life of the backend.
+        // SAFETY: registers #[pg_guard] callbacks for the life of the backend; from now on
+        // they keep SUBXACT current, so it is read from PostgreSQL only this once.
         unsafe {
             pg_sys::RegisterXactCallback(Some(xact_event), std::ptr::null_mut());
             pg_sys::RegisterSubXactCallback(Some(subxact_event), std::ptr::null_mut());
+            SUBXACT.set(pg_sys::GetCurrentSubTransactionId());
         }
         REGISTERED.set(true);
     }
-    // SAFETY: GetCurrentSubTransactionId has no preconditions inside a transaction.
-    let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let subxact = SUBXACT.get();
     PENDING.with_borrow_mut(|p| {
         match p
             .iter_mut()
@@ -247,6 +250,9 @@ unsafe extern "C-unwind" fn xact_event(
     _arg: *mut std::ffi::c_void,
 ) {
     use pg_sys::XactEvent::*;
+    if matches!(event, XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE) {
+        SUBXACT.set(1); // TopSubTransactionId
+    }
     match event {
         XACT_EVENT_PRE_COMMIT => {
             if PENDING.with_borrow(|p| !p.is_empty()) {
@@ -294,10 +300,16 @@ fn clear() {
 unsafe extern "C-unwind" fn subxact_event(
     event: pg_sys::SubXactEvent::Type,
     my_subid: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+    use pg_sys::SubXactEvent::*;
+    match event {
+        SUBXACT_EVENT_START_SUB => SUBXACT.set(my_subid),
+        SUBXACT_EVENT_COMMIT_SUB | SUBXACT_EVENT_ABORT_SUB => SUBXACT.set(parent),
+        _ => {}
+    }
+    if event == SUBXACT_EVENT_ABORT_SUB {
         PENDING.with(|p| {
             if let Ok(mut p) = p.try_borrow_mut() {
                 p.retain(|e| e.subxact < my_subid);
