@@ -14,7 +14,10 @@ source "$(dirname "$0")/../bin/common.sh"
 
 port=$(free_port 54350)
 cluster=denial
-start_cluster "$cluster" "$port" "shared_preload_libraries = 'pg_prodguard'"
+# (no denial_burst alerts here: they share the queue, and the full-queue checks count its
+# slots exactly; alerts.sh tests them)
+start_cluster "$cluster" "$port" "shared_preload_libraries = 'pg_prodguard'" \
+    "prodguard.denial_burst_threshold = 0"
 dir="$(cluster_base)/$cluster"
 trap 'stop_cluster "$cluster" >/dev/null 2>&1 || true' EXIT
 
