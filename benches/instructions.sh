@@ -11,9 +11,10 @@
 # Kinds: update (UPDATE kv ... WHERE id = n), delete (DELETE ... WHERE id = n then INSERT
 # it back: 2 statements), select (SELECT ... WHERE id = n), utility (BEGIN; SET LOCAL ...;
 # COMMIT: 3 statements). Database production, extension created. Section audit: a 100-row
-# INSERT (as benches/audit.pgbench) into a plain table, one protected with audit => true and
-# one with a supa_audit-style PL/pgSQL trigger (as benches/pgbench_audit.sh); per line of
-# input, so per 100 rows. Section watch: the row-drop watch on (default) and off
+# INSERT (as benches/audit.pgbench), and 1-row INSERTs, into a plain table, one protected
+# with audit => true, one with a supa_audit-style PL/pgSQL trigger (as
+# benches/pgbench_audit.sh), one with a minimal PL/pgSQL row trigger and one with PL/pgSQL
+# statement triggers over the transition tables (benches/plpgsql_audit_minimal.sql). Section watch: the row-drop watch on (default) and off
 # (prodguard.row_drop_alert_percent = 0) for a protected, audited table: one row deleted
 # and put back per transaction, and 100 rows deleted and put back per transaction.
 source "$(dirname "$0")/lib.sh"
@@ -38,12 +39,15 @@ CREATE TABLE a_bare (LIKE t_bare INCLUDING ALL);
 ALTER TABLE a_bare ADD PRIMARY KEY (id);
 CREATE TABLE a_audit (LIKE a_bare INCLUDING ALL);
 CREATE TABLE a_plpgsql (LIKE a_bare INCLUDING ALL);
+CREATE TABLE a_minimal (LIKE a_bare INCLUDING ALL);
+CREATE TABLE a_stmt (LIKE a_bare INCLUDING ALL);
 SELECT prodguard.protect('a_audit', audit => true, test_data => false);
 CREATE TABLE w (id int PRIMARY KEY, v text);
 INSERT INTO w SELECT g, 'Organic still water 2L' FROM generate_series(1, 100000) g;
 SELECT prodguard.protect('w', audit => true, test_data => false);
 SQL
 psql -X -q -d postgres -v tbl=a_plpgsql >/dev/null <"$(dirname "$0")/plpgsql_audit.sql"
+psql -X -q -d postgres >/dev/null <"$(dirname "$0")/plpgsql_audit_minimal.sql"
 stop_cluster bench
 trap - EXIT
 pristine="$(cluster_base)/bench/data"
@@ -58,6 +62,7 @@ statements() { # kind count
         else if (kind == "watch_1") { print "DELETE FROM w WHERE id = " id; print "INSERT INTO w VALUES (" id ", '\''x'\'')" }
         else if (kind == "watch_100") { lo = int(id / 100) * 100; print "WITH d AS (DELETE FROM w WHERE id > " lo " AND id <= " lo + 100 " RETURNING id) INSERT INTO w SELECT id, '\''x'\'' FROM d" }
         else if (kind == "select") print "SELECT v FROM kv WHERE id = " id
+        else if (kind ~ /^audit1_/) { t = substr(kind, 8); print "INSERT INTO a_" t " VALUES (" (i + 1) ", '\''Ada Lovelace'\'', '\''ada" id "@mail-co.com'\'', '\''+44 20 " id "'\'', '\''12 Analytical Engine Road'\'', '\''Organic still water 2L'\'', '\''SKU-" id "'\'', '\''Delivered to the side door, customer asked for a call'\'', '\''Co-op Food Manchester'\'', '\''delivered'\'')" }
         else if (kind ~ /^audit_/) { t = substr(kind, 7); print "INSERT INTO a_" t " SELECT " id " * 1000 + g, '\''Ada Lovelace'\'', '\''ada.lovelace'\'' || g || '\''@mail-co.com'\'', '\''+44 20 '\'' || g, g % 200 || '\'' Analytical Engine Road'\'', '\''Organic still water 2L'\'', '\''SKU-'\'' || g, '\''Delivered to the side door, customer asked for a call on arrival'\'', '\''Co-op Food Manchester'\'', '\''delivered'\'' FROM generate_series(1, 100) g" }
         else if (kind ~ /^insert_/) { t = substr(kind, 8); print "INSERT INTO t_" t " VALUES (" id ", '\''Ada Lovelace'\'', '\''ada" id "@mail-co.com'\'', '\''+44 20 " id "'\'', '\''12 Analytical Engine Road'\'', '\''Organic still water 2L'\'', '\''SKU-" id "'\'', '\''Delivered to the side door, customer asked for a call'\'', '\''Co-op Food Manchester'\'', '\''delivered'\'')" }
         else { print "BEGIN"; print "SET LOCAL application_name = '\''x'\''"; print "COMMIT" } } }'
@@ -100,9 +105,20 @@ for section in $sections; do
         bare=$(per_line audit_bare pg_prodguard)
         ours=$(per_line audit_audit pg_prodguard)
         plpgsql=$(per_line audit_plpgsql pg_prodguard)
-        awk -v b="$bare" -v a="$ours" -v p="$plpgsql" 'BEGIN {
-            printf "bare %d, pg_prodguard audit %d (+%d per row), PL/pgSQL trigger %d (+%d per row)\n", b / 100, a / 100, (a - b) / 100, p / 100, (p - b) / 100
-            printf "speed ratios: audit/bare %.3f, PL/pgSQL/bare %.3f, audit = %.2f x PL/pgSQL\n", b / a, b / p, p / a }'
+        minimal=$(per_line audit_minimal pg_prodguard)
+        stmt=$(per_line audit_stmt pg_prodguard)
+        awk -v b="$bare" -v a="$ours" -v p="$plpgsql" -v m="$minimal" -v s="$stmt" 'BEGIN {
+            printf "bare %d, pg_prodguard audit %d (+%d per row), supa_audit-shaped trigger %d (+%d), minimal row trigger %d (+%d), statement trigger %d (+%d)\n", b / 100, a / 100, (a - b) / 100, p / 100, (p - b) / 100, m / 100, (m - b) / 100, s / 100, (s - b) / 100
+            printf "speed ratios: audit/bare %.3f; audit = %.2f x supa_audit-shaped, %.2f x minimal, %.2f x statement trigger\n", b / a, p / a, m / a, s / a }'
+        echo "row audit, preloaded: 1-row INSERT (one transaction each), instructions per row"
+        bare=$(per_line audit1_bare pg_prodguard)
+        ours=$(per_line audit1_audit pg_prodguard)
+        plpgsql=$(per_line audit1_plpgsql pg_prodguard)
+        minimal=$(per_line audit1_minimal pg_prodguard)
+        stmt=$(per_line audit1_stmt pg_prodguard)
+        awk -v b="$bare" -v a="$ours" -v p="$plpgsql" -v m="$minimal" -v s="$stmt" 'BEGIN {
+            printf "bare %d, pg_prodguard audit %d (+%d per row), supa_audit-shaped trigger %d (+%d), minimal row trigger %d (+%d), statement trigger %d (+%d)\n", b, a, a - b, p, p - b, m, m - b, s, s - b
+            printf "speed ratios: audit/bare %.3f; audit = %.2f x supa_audit-shaped, %.2f x minimal, %.2f x statement trigger\n", b / a, p / a, m / a, s / a }'
         echo
         ;;
     watch)

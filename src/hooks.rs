@@ -46,7 +46,7 @@ use crate::core::extension;
 use crate::guards::command as command_guard;
 use crate::guards::row as row_guard;
 use crate::guards::test_data as test_data_guard;
-use crate::records::{history, shmem, watch};
+use crate::records::{audit_log, history, shmem, watch};
 
 /// LargeObjectRelationId (pg_largeobject), the class of a large object in the object-access
 /// hook; pgrx does not export it.
@@ -165,6 +165,7 @@ unsafe extern "C-unwind" fn object_drop_guarded(
         if class_id == LARGE_OBJECT_RELATION_ID {
             command_guard::large_object_drop(object_id)
         } else {
+            audit_log::release();
             command_guard::cascaded_drop(object_id, sub_id);
             if sub_id == 0 && !extension::in_own_script() {
                 history::keep_before_drop(object_id);
@@ -277,6 +278,8 @@ unsafe extern "C-unwind" fn utility_guarded(
             if !stmt.is_null() {
                 test_data_guard::ddl::before(stmt);
             }
+            // (after the guards, whose audit entries open the audit log)
+            audit_log::release();
             command_guard::enter_statement(pstmt)
         }
     })

@@ -28,7 +28,7 @@ use pgrx::prelude::*;
 
 use crate::core::extension;
 use crate::core::finding::Finding;
-use crate::core::pg::{self, current_statement};
+use crate::core::pg::{self, current_statement, OidMap};
 use crate::core::settings::{self, Environment};
 use crate::records::shmem::{self, Counter};
 
@@ -97,11 +97,32 @@ pub fn record_test_data(
 struct Target {
     table: pg_sys::Oid,
     sequence: pg_sys::Oid,
-    owner: pg_sys::Oid,
+    /// For each attribute of audit_log, its index in `LAYOUT` (`None`: dropped or unknown,
+    /// left NULL), so that no row matches column names.
+    columns: Vec<Option<usize>>,
+}
+
+/// audit_log and its indexes, open from a transaction's first entry to its end: a 100-row
+/// statement opens them once, not 100 times. Opened under the transaction's top resource
+/// owner, so a savepoint rolled back does not close them under us; closed before commit
+/// (`xact_event`), forgotten at abort (which releases them).
+#[derive(Clone, Copy)]
+struct Open {
+    rel: pg_sys::Relation,
+    indexes: pg_sys::CatalogIndexState,
 }
 
 thread_local! {
     static TARGET: RefCell<Option<Rc<Target>>> = const { RefCell::new(None) };
+    static OPEN: Cell<Option<Open>> = const { Cell::new(None) };
+    /// Set when audit_log's relcache entry changed (an index added, say): the open indexes
+    /// are reopened before the next entry.
+    static STALE: Cell<bool> = const { Cell::new(false) };
+    static XACT_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// (schema, name) of the audited tables, by oid, until their relcache entry changes.
+    static NAMES: RefCell<OidMap<(Option<String>, Option<String>)>> = RefCell::new(OidMap::default());
+    /// This session's client address (an inet in TopMemoryContext), computed once.
+    static CLIENT: Cell<Option<Option<pg_sys::Datum>>> = const { Cell::new(None) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// Names of the last roles seen, so the per-row path does not look them up each time.
     static ROLE_NAMES: RefCell<Vec<(pg_sys::Oid, String)>> = const { RefCell::new(Vec::new()) };
@@ -112,10 +133,20 @@ thread_local! {
 /// Relcache invalidation callback: forget, never look anything up.
 #[pg_guard]
 unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    NAMES.with(|n| {
+        if let Ok(mut n) = n.try_borrow_mut() {
+            if relid == pg_sys::InvalidOid {
+                n.clear();
+            } else {
+                n.remove(&relid);
+            }
+        }
+    });
     TARGET.with(|t| {
         if let Ok(mut t) = t.try_borrow_mut() {
             if relid == pg_sys::InvalidOid || t.as_ref().is_some_and(|x| x.table == relid) {
                 *t = None;
+                STALE.set(true);
             }
         }
     });
@@ -128,12 +159,11 @@ fn target() -> Option<Rc<Target>> {
     }
     let table = extension::own_table(c"audit_log")?;
     let sequence = extension::own_table(c"audit_log_id_seq")?;
-    let owner = pg::relation_owner(table)?;
-    check_layout(table);
+    let columns = check_layout(table);
     let t = Rc::new(Target {
         table,
         sequence,
-        owner,
+        columns,
     });
     TARGET.with(|c| *c.borrow_mut() = Some(t.clone()));
     Some(t)
@@ -168,30 +198,34 @@ const LAYOUT: [(&[u8], pg_sys::Oid); 21] = [
 
 /// Checks audit_log's columns against `LAYOUT` once per cache generation (its relcache
 /// entry changes with any ALTER TABLE, which empties the cache): a mismatch is a clean
-/// error naming the table and column, never a tuple of the wrong shape.
-fn check_layout(table: pg_sys::Oid) {
+/// error naming the table and column, never a tuple of the wrong shape. Returns each
+/// attribute's index in `LAYOUT`.
+fn check_layout(table: pg_sys::Oid) -> Vec<Option<usize>> {
     // SAFETY: the relation is opened with AccessShareLock and closed; its descriptor is
     // read while open.
     let wrong = unsafe {
         let rel = pg_sys::table_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let tupdesc = (*rel).rd_att;
         let mut wrong = None;
-        for i in 0..(*tupdesc).natts as usize {
+        let mut columns = vec![None; (*tupdesc).natts as usize];
+        for (i, column) in columns.iter_mut().enumerate() {
             let att = &*(*tupdesc).attrs.as_ptr().add(i);
             if att.attisdropped {
                 continue;
             }
             let name = CStr::from_ptr(att.attname.data.as_ptr()).to_bytes();
-            if let Some((_, expected)) = LAYOUT.iter().find(|(n, _)| *n == name) {
-                if att.atttypid != *expected {
+            if let Some(k) = LAYOUT.iter().position(|(n, _)| *n == name) {
+                if att.atttypid != LAYOUT[k].1 {
                     wrong = Some(String::from_utf8_lossy(name).into_owned());
                     break;
                 }
+                *column = Some(k);
             }
         }
         pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        wrong
+        (wrong, columns)
     };
+    let (wrong, columns) = wrong;
     if let Some(column) = wrong {
         crate::core::error::raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -200,35 +234,48 @@ fn check_layout(table: pg_sys::Oid) {
             "Restore the column's type (\\d prodguard.audit_log against a fresh install), or reinstall the extension's objects.",
         );
     }
+    columns
+}
+
+// PostgreSQL's nextval without the permission check (sequence.c; not in pgrx's bindings):
+// the writer draws ids from audit_log's own sequence whatever the session may do.
+unsafe extern "C-unwind" {
+    fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
 }
 
 /// Writes one entry; returns its id, or `None` where the extension is not installed.
 pub fn write(entry: Entry<'_>) -> Option<i64> {
     let target = target()?;
-    // SAFETY: audit_log is opened with RowExclusiveLock (kept to the end of the
-    // transaction) and a tuple matching its descriptor is formed column by column; every
-    // pointer datum comes from palloc in the current memory context.
+    let open = open_for_transaction(&target);
+    // SAFETY: audit_log is open with RowExclusiveLock until the end of the transaction
+    // (`open_for_transaction`) and a tuple matching its descriptor is formed column by
+    // column; every pointer datum comes from palloc in the current memory context or, for
+    // the client address, from TopMemoryContext.
     unsafe {
-        let user = pg_sys::GetUserId();
-        let id = extension::as_role(target.owner, || {
-            pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[target.sequence.into_datum()])
-        })?;
-        let rel = pg_sys::table_open(target.table, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        let tupdesc = (*rel).rd_att;
+        let id = pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(target.sequence, false));
+        let tupdesc = (*open.rel).rd_att;
         let natts = (*tupdesc).natts as usize;
-        let mut values = vec![pg_sys::Datum::from(0); natts];
-        let mut nulls = vec![true; natts];
+        let mut values = [pg_sys::Datum::from(0); 32];
+        let mut nulls = [true; 32];
+        let mut values_vec;
+        let mut nulls_vec;
+        let (values, nulls): (&mut [pg_sys::Datum], &mut [bool]) = if natts <= 32 {
+            (&mut values[..natts], &mut nulls[..natts])
+        } else {
+            values_vec = vec![pg_sys::Datum::from(0); natts];
+            nulls_vec = vec![true; natts];
+            (&mut values_vec[..], &mut nulls_vec[..])
+        };
         let (schema, table) = match entry.table {
-            Some(t) => pg::relation_names(t),
+            Some(t) => table_names(t),
             None => (None, None),
         };
         let env = entry.environment.unwrap_or_else(settings::environment);
         // a change applied by logical replication says so (its rows have no statement)
         let statement = entry.statement.clone().or_else(pg::replication_apply);
-        for i in 0..natts {
-            let att = &*(*tupdesc).attrs.as_ptr().add(i);
-            let name = CStr::from_ptr(att.attname.data.as_ptr()).to_bytes();
-            let value: Option<pg_sys::Datum> = match name {
+        for (i, column) in target.columns.iter().enumerate().take(natts) {
+            let Some(k) = column else { continue };
+            let value: Option<pg_sys::Datum> = match LAYOUT[*k].0 {
                 b"id" => id.into_datum(),
                 b"logged_at" => Some(pg_sys::Datum::from(pg_sys::GetCurrentTimestamp())),
                 b"txid" => Some(pg_sys::Datum::from(pg_sys::GetTopFullTransactionId().value)),
@@ -240,12 +287,10 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
                 b"old_row" => entry.old_row,
                 b"new_row" => entry.new_row,
                 b"changed_columns" => entry.changed_columns.clone().and_then(|c| c.into_datum()),
-                b"db_user" => role_name(user).into_datum(),
+                b"db_user" => role_name(pg_sys::GetUserId()).into_datum(),
                 b"session_user" => role_name(pg_sys::GetSessionUserId()).into_datum(),
                 b"application_name" => pg::cstr_or(pg_sys::application_name, "").into_datum(),
-                b"client_addr" => {
-                    pgrx::direct_function_call_as_datum(pg_sys::inet_client_addr, &[])
-                }
+                b"client_addr" => client_addr(),
                 b"backend_pid" => pg_sys::MyProcPid.into_datum(),
                 b"environment" => env.name().into_datum(),
                 b"override_reason" => entry
@@ -263,11 +308,140 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
             }
         }
         let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        pg_sys::CatalogTupleInsert(rel, tuple);
+        pg_sys::CatalogTupleInsertWithInfo(open.rel, tuple, open.indexes);
+        pg_sys::heap_freetuple(tuple);
         shmem::count(Counter::AuditRowsWritten);
-        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         Some(id)
     }
+}
+
+/// audit_log and its indexes, opened at the transaction's first entry (or again after its
+/// relcache entry changed).
+fn open_for_transaction(target: &Target) -> Open {
+    if let Some(open) = OPEN.get() {
+        if !STALE.get() {
+            return open;
+        }
+    }
+    if !XACT_REGISTERED.get() {
+        // SAFETY: registers a #[pg_guard] callback for the life of the backend.
+        unsafe { pg_sys::RegisterXactCallback(Some(xact_event), std::ptr::null_mut()) };
+        XACT_REGISTERED.set(true);
+    }
+    close();
+    STALE.set(false);
+    // SAFETY: opened under the top transaction's resource owner and memory context, both
+    // valid until the transaction ends; the previous owner and context are restored, also
+    // when opening fails (the guard runs while the error unwinds).
+    let open = unsafe {
+        let _owner = TopOwner::enter();
+        let rel = pg_sys::table_open(target.table, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        let indexes = pg_sys::CatalogOpenIndexes(rel);
+        Open { rel, indexes }
+    };
+    OPEN.set(Some(open));
+    open
+}
+
+/// Switches to the top transaction's resource owner and memory context until dropped.
+struct TopOwner {
+    owner: pg_sys::ResourceOwner,
+    context: pg_sys::MemoryContext,
+}
+
+impl TopOwner {
+    /// # Safety
+    /// Inside a transaction.
+    unsafe fn enter() -> TopOwner {
+        // SAFETY: guaranteed by the caller: both top-level objects exist.
+        unsafe {
+            let owner = pg_sys::CurrentResourceOwner;
+            pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
+            let context = pg_sys::MemoryContextSwitchTo(pg_sys::TopTransactionContext);
+            TopOwner { owner, context }
+        }
+    }
+}
+
+impl Drop for TopOwner {
+    fn drop(&mut self) {
+        // SAFETY: puts back what `enter` saved.
+        unsafe {
+            pg_sys::CurrentResourceOwner = self.owner;
+            pg_sys::MemoryContextSwitchTo(self.context);
+        }
+    }
+}
+
+/// Closes audit_log if this transaction holds it open: before a utility statement and a
+/// drop, which refuse to touch a table the session itself has open (`CheckTableNotInUse`:
+/// DROP EXTENSION, ALTER TABLE, TRUNCATE of audit_log). The next entry opens it again.
+pub fn release() {
+    close();
+}
+
+/// Closes what `open_for_transaction` opened (before commit or prepare).
+fn close() {
+    if let Some(open) = OPEN.take() {
+        // SAFETY: closed under the resource owner that opened them; the lock is kept to
+        // the end of the transaction, as every writer's.
+        unsafe {
+            let _owner = TopOwner::enter();
+            pg_sys::CatalogCloseIndexes(open.indexes);
+            pg_sys::table_close(open.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn xact_event(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    match event {
+        // (also at commit: an entry written by a later pre-commit callback reopens it)
+        XACT_EVENT_PRE_COMMIT
+        | XACT_EVENT_PRE_PREPARE
+        | XACT_EVENT_PARALLEL_PRE_COMMIT
+        | XACT_EVENT_COMMIT
+        | XACT_EVENT_PREPARE => close(),
+        // the abort's resource-owner cleanup closes them
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => OPEN.set(None),
+        _ => {}
+    }
+}
+
+/// (schema, name) of an audited table, looked up once per relcache generation.
+fn table_names(relid: pg_sys::Oid) -> (Option<String>, Option<String>) {
+    if let Some(names) = NAMES.with_borrow(|n| n.get(&relid).cloned()) {
+        return names;
+    }
+    let names = pg::relation_names(relid);
+    NAMES.with_borrow_mut(|n| {
+        if n.len() > 1000 {
+            n.clear();
+        }
+        n.insert(relid, names.clone());
+    });
+    names
+}
+
+/// This session's client address as an inet datum (NULL for a Unix socket), made once.
+fn client_addr() -> Option<pg_sys::Datum> {
+    if let Some(addr) = CLIENT.get() {
+        return addr;
+    }
+    // SAFETY: inet_client_addr takes no arguments; it runs in TopMemoryContext so that its
+    // result lives as long as the session.
+    let addr = unsafe {
+        let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+        let addr = pgrx::direct_function_call_as_datum(pg_sys::inet_client_addr, &[]);
+        pg_sys::MemoryContextSwitchTo(old);
+        addr
+    };
+    CLIENT.set(Some(addr));
+    addr
 }
 
 fn role_name(role: pg_sys::Oid) -> String {
