@@ -10,8 +10,9 @@
 //!   changed.
 //!
 //! The writer forms the tuple and inserts it directly into the heap and indexes
-//! (`CatalogTupleInsert`), without SPI or permission checks: the per-row path costs one
-//! heap insert, and the audit works for users who may not write the table (nobody may).
+//! (`CatalogTupleInsertWithInfo`), without SPI or permission checks: the per-row path costs
+//! one heap insert and its index entries (the table and its indexes are opened once per
+//! transaction), and the audit works for users who may not write the table (nobody may).
 //! A committed change always has its row; a rolled-back one never does. In a database
 //! where the extension is not installed there is no table: the `prodguard:` log line is
 //! the record there.
