@@ -230,3 +230,9 @@ COMMENT ON COLUMN prodguard.alerts.application_name IS 'application_name of the 
 COMMENT ON COLUMN prodguard.alerts.client_addr IS 'Client address; NULL for a Unix-socket connection.';
 COMMENT ON COLUMN prodguard.alerts.backend_pid IS 'Process id of the session.';
 COMMENT ON INDEX prodguard.alerts_at_idx IS 'Finds alerts by time.';
+
+-- The audit log's two BRIN indexes (id, time) become one over both columns: one index
+-- insertion less per audited row (issue 18).
+DROP INDEX prodguard.audit_log_id_idx, prodguard.audit_log_logged_at_idx;
+CREATE INDEX audit_log_id_logged_at_idx ON prodguard.audit_log USING brin (id, logged_at);
+COMMENT ON INDEX prodguard.audit_log_id_logged_at_idx IS 'Finds entries by id and by time.';
