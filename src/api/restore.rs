@@ -12,6 +12,8 @@
 //! Restores are for members of prodguard_operator; they run as the table's owner with a
 //! pinned search_path, and every restored row of an audited table is audited as RESTORE.
 
+use std::rc::Rc;
+
 use pgrx::datetime::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -157,10 +159,10 @@ fn undo(
         }
     }
     let table = pg::qualified_identifier(change.table);
-    let cols = writable_columns(change.table);
     // identity columns GENERATED ALWAYS can only be set to DEFAULT by an UPDATE (their
     // value is the row's, unchanged: restore leaves them alone there)
-    let update_cols = writable_columns_for_update(change.table);
+    let columns = columns_of(change.table);
+    let (cols, update_cols) = (&columns.0, &columns.1);
     // only the key's column names are read here; its values go back to SQL as jsonb
     let keys: Vec<String> = serde_json::from_str::<serde_json::Value>(key)
         .ok()
@@ -265,6 +267,32 @@ fn qualified(alias: &str, columns: &[String]) -> String {
         .join(", ")
 }
 
+thread_local! {
+    /// The columns of the last table restored, within one restore call (no DDL can run in
+    /// the middle of one): a 100,000-row restore_table() looks them up once, not 200,000
+    /// times.
+    static COLUMNS: std::cell::RefCell<Option<(pg_sys::Oid, Rc<(Vec<String>, Vec<String>)>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// (columns a restore writes, columns a restoring UPDATE writes) of a table, looked up
+/// once per table and restore call.
+fn columns_of(relid: pg_sys::Oid) -> Rc<(Vec<String>, Vec<String>)> {
+    if let Some((r, c)) = COLUMNS.with_borrow(|c| c.clone()) {
+        if r == relid {
+            return c;
+        }
+    }
+    let c = Rc::new((writable_columns(relid), writable_columns_for_update(relid)));
+    COLUMNS.with_borrow_mut(|m| *m = Some((relid, c.clone())));
+    c
+}
+
+/// Starts a restore call: columns are looked up afresh.
+fn forget_columns() {
+    COLUMNS.with_borrow_mut(|m| *m = None);
+}
+
 /// The columns a restore writes: not dropped, not generated.
 fn writable_columns(relid: pg_sys::Oid) -> Vec<String> {
     columns_where(relid, "attgenerated = ''")
@@ -302,6 +330,7 @@ fn columns_where(relid: pg_sys::Oid, condition: &str) -> Vec<String> {
 #[pg_extern(volatile)]
 fn restore_row(audit_id: i64, force: default!(bool, false)) {
     require_operator("restore rows");
+    forget_columns();
     let found = changes("id = $1", vec![audit_id.into()]);
     let Some(change) = found.first() else {
         raise(
@@ -319,6 +348,7 @@ fn restore_row(audit_id: i64, force: default!(bool, false)) {
 #[pg_extern(name = "_undo_transaction", volatile)]
 fn undo_transaction(txid: &str, force: bool) -> i64 {
     require_operator("undo transactions");
+    forget_columns();
     let found = changes("txid = $1::xid8", vec![txid.into()]);
     limit_rows(
         "prodguard.undo_transaction()",
@@ -344,6 +374,7 @@ fn restore_table(
     force: default!(bool, false),
 ) -> i64 {
     require_operator("restore tables");
+    forget_columns();
     let found = changes(
         "table_oid IN (SELECT $1 UNION SELECT relid FROM pg_partition_tree($1)) AND logged_at > $2",
         vec![tbl.oid().into(), as_of.into()],
