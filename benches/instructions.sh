@@ -14,14 +14,16 @@
 # INSERT (as benches/audit.pgbench), and 1-row INSERTs, into a plain table, one protected
 # with audit => true, one with a supa_audit-style PL/pgSQL trigger (as
 # benches/pgbench_audit.sh), one with a minimal PL/pgSQL row trigger and one with PL/pgSQL
-# statement triggers over the transition tables (benches/plpgsql_audit_minimal.sql). Section watch: the row-drop watch on (default) and off
+# statement triggers over the transition tables (benches/plpgsql_audit_minimal.sql).
+# Section audit_changes: the same five, as tables of 100,000 rows: 100-row UPDATEs and
+# 100-row DELETEs. Section watch: the row-drop watch on (default) and off
 # (prodguard.row_drop_alert_percent = 0) for a protected, audited table: one row deleted
 # and put back per transaction, and 100 rows deleted and put back per transaction.
 source "$(dirname "$0")/lib.sh"
 
 n=${1:-2000}
 shift || true
-sections=${*:-guards test_data audit watch}
+sections=${*:-guards test_data audit audit_changes watch}
 command -v valgrind >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind
 start_bench_cluster
 psql -X -q -d postgres -c "CREATE TABLE kv (id int PRIMARY KEY, v int NOT NULL)" \
@@ -41,6 +43,12 @@ CREATE TABLE a_audit (LIKE a_bare INCLUDING ALL);
 CREATE TABLE a_plpgsql (LIKE a_bare INCLUDING ALL);
 CREATE TABLE a_minimal (LIKE a_bare INCLUDING ALL);
 CREATE TABLE a_stmt (LIKE a_bare INCLUDING ALL);
+-- the same tables with rows, for UPDATE and DELETE (section audit_changes)
+CREATE TABLE u_bare (LIKE a_bare INCLUDING ALL);
+CREATE TABLE u_audit (LIKE a_bare INCLUDING ALL);
+CREATE TABLE u_plpgsql (LIKE a_bare INCLUDING ALL);
+CREATE TABLE u_minimal (LIKE a_bare INCLUDING ALL);
+CREATE TABLE u_stmt (LIKE a_bare INCLUDING ALL);
 SELECT prodguard.protect('a_audit', audit => true, test_data => false);
 CREATE TABLE w (id int PRIMARY KEY, v text);
 INSERT INTO w SELECT g, 'Organic still water 2L' FROM generate_series(1, 100000) g;
@@ -48,6 +56,25 @@ SELECT prodguard.protect('w', audit => true, test_data => false);
 SQL
 psql -X -q -d postgres -v tbl=a_plpgsql >/dev/null <"$(dirname "$0")/plpgsql_audit.sql"
 psql -X -q -d postgres >/dev/null <"$(dirname "$0")/plpgsql_audit_minimal.sql"
+# the u_ tables get their rows before their triggers, so that the set-up is not audited
+psql -X -q -d postgres >/dev/null <<'SQL'
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['u_bare', 'u_audit', 'u_plpgsql', 'u_minimal', 'u_stmt'] LOOP
+        EXECUTE format($f$INSERT INTO %I SELECT g, 'Ada Lovelace', 'ada' || g || '@mail-co.com', '+44 20 ' || g,
+            g %% 200 || ' Analytical Engine Road', 'Organic still water 2L', 'SKU-' || g,
+            'Delivered to the side door', 'Co-op Food Manchester', 'open'
+            FROM generate_series(1, 100000) g$f$, t);
+    END LOOP;
+END $$;
+SELECT prodguard.protect('u_audit', audit => true, test_data => false);
+SQL
+sed -e 's/a_minimal/u_minimal/g; s/a_stmt/u_stmt/g; s/minimal_log/u_minimal_log/g; s/stmt_log/u_stmt_log/g;
+        s/minimal_audit/u_minimal_audit/g; s/stmt_audit/u_stmt_audit/g' \
+    "$(dirname "$0")/plpgsql_audit_minimal.sql" | psql -X -q -d postgres >/dev/null
+psql -X -q -d postgres -v tbl=u_plpgsql >/dev/null <"$(dirname "$0")/plpgsql_audit.sql"
+psql -X -q -d postgres -c "VACUUM ANALYZE" >/dev/null
 stop_cluster bench
 trap - EXIT
 pristine="$(cluster_base)/bench/data"
@@ -62,6 +89,8 @@ statements() { # kind count
         else if (kind == "watch_1") { print "DELETE FROM w WHERE id = " id; print "INSERT INTO w VALUES (" id ", '\''x'\'')" }
         else if (kind == "watch_100") { lo = int(id / 100) * 100; print "WITH d AS (DELETE FROM w WHERE id > " lo " AND id <= " lo + 100 " RETURNING id) INSERT INTO w SELECT id, '\''x'\'' FROM d" }
         else if (kind == "select") print "SELECT v FROM kv WHERE id = " id
+        else if (kind ~ /^update_/) { t = substr(kind, 8); lo = (i % 999) * 100; print "UPDATE u_" t " SET status = '\''shipped'\'' WHERE id > " lo " AND id <= " lo + 100 }
+        else if (kind ~ /^delete_/) { t = substr(kind, 8); lo = (i % 999) * 100; print "DELETE FROM u_" t " WHERE id > " lo " AND id <= " lo + 100 }
         else if (kind ~ /^audit1_/) { t = substr(kind, 8); print "INSERT INTO a_" t " VALUES (" (i + 1) ", '\''Ada Lovelace'\'', '\''ada" id "@mail-co.com'\'', '\''+44 20 " id "'\'', '\''12 Analytical Engine Road'\'', '\''Organic still water 2L'\'', '\''SKU-" id "'\'', '\''Delivered to the side door, customer asked for a call'\'', '\''Co-op Food Manchester'\'', '\''delivered'\'')" }
         else if (kind ~ /^audit_/) { t = substr(kind, 7); print "INSERT INTO a_" t " SELECT " id " * 1000 + g, '\''Ada Lovelace'\'', '\''ada.lovelace'\'' || g || '\''@mail-co.com'\'', '\''+44 20 '\'' || g, g % 200 || '\'' Analytical Engine Road'\'', '\''Organic still water 2L'\'', '\''SKU-'\'' || g, '\''Delivered to the side door, customer asked for a call on arrival'\'', '\''Co-op Food Manchester'\'', '\''delivered'\'' FROM generate_series(1, 100) g" }
         else if (kind ~ /^insert_/) { t = substr(kind, 8); print "INSERT INTO t_" t " VALUES (" id ", '\''Ada Lovelace'\'', '\''ada" id "@mail-co.com'\'', '\''+44 20 " id "'\'', '\''12 Analytical Engine Road'\'', '\''Organic still water 2L'\'', '\''SKU-" id "'\'', '\''Delivered to the side door, customer asked for a call'\'', '\''Co-op Food Manchester'\'', '\''delivered'\'')" }
@@ -119,6 +148,20 @@ for section in $sections; do
         awk -v b="$bare" -v a="$ours" -v p="$plpgsql" -v m="$minimal" -v s="$stmt" 'BEGIN {
             printf "bare %d, pg_prodguard audit %d (+%d per row), supa_audit-shaped trigger %d (+%d), minimal row trigger %d (+%d), statement trigger %d (+%d)\n", b, a, a - b, p, p - b, m, m - b, s, s - b
             printf "speed ratios: audit/bare %.3f; audit = %.2f x supa_audit-shaped, %.2f x minimal, %.2f x statement trigger\n", b / a, p / a, m / a, s / a }'
+        echo
+        ;;
+    audit_changes)
+        for op in update delete; do
+            echo "row audit, preloaded: 100-row $op (tables of 100,000 rows), instructions per row"
+            bare=$(per_line "${op}_bare" pg_prodguard)
+            ours=$(per_line "${op}_audit" pg_prodguard)
+            plpgsql=$(per_line "${op}_plpgsql" pg_prodguard)
+            minimal=$(per_line "${op}_minimal" pg_prodguard)
+            stmt=$(per_line "${op}_stmt" pg_prodguard)
+            awk -v b="$bare" -v a="$ours" -v p="$plpgsql" -v m="$minimal" -v s="$stmt" 'BEGIN {
+                printf "bare %d, pg_prodguard audit %d (+%d per row), supa_audit-shaped trigger %d (+%d), minimal row trigger %d (+%d), statement trigger %d (+%d)\n", b / 100, a / 100, (a - b) / 100, p / 100, (p - b) / 100, m / 100, (m - b) / 100, s / 100, (s - b) / 100
+                printf "speed ratios: audit/bare %.3f; audit = %.2f x supa_audit-shaped, %.2f x minimal, %.2f x statement trigger\n", b / a, p / a, m / a, s / a }'
+        done
         echo
         ;;
     watch)
