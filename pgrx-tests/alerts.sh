@@ -220,6 +220,10 @@ say "every alert was announced, and all survive a restart"
 total=$(q "SELECT count(*) FROM prodguard.alerts")
 check "the listener printed each alert of database app raised since it started, once" \
     "$(grep -c '^[0-9].* \[[a-z_]*\] app: ' "$listen_out")" "$((total - before_listener))"
+q "NOTIFY prodguard_alert, '{\"id\": 1, \"kind\": \"row_drop\", \"database\": \"app\"}'" >/dev/null
+for _ in $(seq 1 50); do grep -q "ignored a notification" "$listen_out" && break; sleep 0.1; done
+check "a NOTIFY that any role can send is not taken for an alert" \
+    "$(grep -c 'ignored a notification not in prodguard.alerts' "$listen_out")" 1
 kill "$listener_pid" 2>/dev/null || true
 listener_pid=
 kinds=$(q "SELECT string_agg(DISTINCT kind, ',' ORDER BY kind) FROM prodguard.alerts")

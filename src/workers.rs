@@ -169,24 +169,9 @@ fn write(dboid: u32, batch: &[(usize, Record)]) {
 /// (delivered when this transaction commits, so a listener never hears of an alert that
 /// is not in the table).
 fn write_alerts(dboid: u32, batch: &[(usize, Record)]) {
-    let _own = crate::core::passes::FlagGuard::set(&crate::core::passes::OWN_WRITE, true);
-    let written = BackgroundWorker::transaction(|| {
-        Spi::run("SET LOCAL search_path = pg_catalog, pg_temp")
-            .unwrap_or_else(|e| pgrx::error!("prodguard: {e}"));
-        let exists =
-            Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('prodguard.alerts') IS NOT NULL")
-                .ok()
-                .flatten()
-                .unwrap_or(false);
-        if !exists {
-            return false;
-        }
-        let col = |f: fn(&Record) -> &str| -> Vec<String> {
-            batch.iter().map(|(_, r)| f(r).to_string()).collect()
-        };
-        let ids: Vec<i64> = batch.iter().map(|(_, r)| r.id).collect();
-        let ats: Vec<i64> = batch.iter().map(|(_, r)| r.at).collect();
-        let pids: Vec<i32> = batch.iter().map(|(_, r)| r.pid).collect();
+    let written = store(dboid, batch, "alerts", || {
+        let col = |f: fn(&Record) -> &str| text_column(batch, f);
+        let (ids, ats, pids) = numbers(batch);
         Spi::run_with_args(
             "WITH new AS (
                  INSERT INTO prodguard.alerts (id, at, database, kind, object, detail, db_user,
@@ -231,10 +216,7 @@ fn write_alerts(dboid: u32, batch: &[(usize, Record)]) {
             ],
         )
         .unwrap_or_else(|e| pgrx::error!("prodguard: could not write alerts: {e}"));
-        true
     });
-    let slots: Vec<(usize, i64)> = batch.iter().map(|(i, r)| (*i, r.id)).collect();
-    shmem::release(dboid, &slots);
     if !written {
         shmem::add(Counter::DenialsDiscarded, batch.len() as u64);
     }
@@ -270,33 +252,58 @@ fn count_rows(request: &Record) {
     });
     if let Some((lost, baseline)) = watch::set_baseline(request.dboid, relid, since, rows, lost) {
         let who = Session::of_record(request);
-        watch::alert_from_writer(&who, request.detail.get(), lost, baseline, since);
+        watch::alert_row_drop(&who, request.detail.get(), lost, baseline, since);
     }
+}
+
+/// Runs `insert` in one transaction of the writer, with a pinned search_path (the worker
+/// runs as a superuser: nothing a user created may shadow what it calls), unless
+/// `prodguard.<table>` is missing; then frees the batch's slots. Returns whether it ran.
+fn store(dboid: u32, batch: &[(usize, Record)], table: &str, insert: impl FnOnce()) -> bool {
+    let _own = crate::core::passes::FlagGuard::set(&crate::core::passes::OWN_WRITE, true);
+    let name = format!("prodguard.{table}");
+    // (an error aborts the transaction and ends the worker: nothing of `insert` is used
+    // after a panic)
+    let written = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(move || {
+        Spi::run("SET LOCAL search_path = pg_catalog, pg_temp")
+            .unwrap_or_else(|e| pgrx::error!("prodguard: {e}"));
+        let exists = Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+            &[name.as_str().into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+        if exists {
+            insert();
+        }
+        exists
+    }));
+    let slots: Vec<(usize, i64)> = batch.iter().map(|(i, r)| (*i, r.id)).collect();
+    shmem::release(dboid, &slots);
+    written
+}
+
+/// One text field of every record of a batch, as an array argument.
+fn text_column(batch: &[(usize, Record)], field: fn(&Record) -> &str) -> Vec<String> {
+    batch.iter().map(|(_, r)| field(r).to_string()).collect()
+}
+
+/// The ids, times and process ids of a batch, as array arguments.
+fn numbers(batch: &[(usize, Record)]) -> (Vec<i64>, Vec<i64>, Vec<i32>) {
+    (
+        batch.iter().map(|(_, r)| r.id).collect(),
+        batch.iter().map(|(_, r)| r.at).collect(),
+        batch.iter().map(|(_, r)| r.pid).collect(),
+    )
 }
 
 /// Inserts a batch of denials in one transaction.
 fn write_denials(dboid: u32, batch: &[(usize, Record)]) {
     // the only writer of prodguard.denial_log (the row guard lets its INSERT through)
-    let _own = crate::core::passes::FlagGuard::set(&crate::core::passes::OWN_WRITE, true);
-    let written = BackgroundWorker::transaction(|| {
-        // the worker runs as a superuser: nothing a user created may shadow what it calls
-        Spi::run("SET LOCAL search_path = pg_catalog, pg_temp")
-            .unwrap_or_else(|e| pgrx::error!("prodguard: {e}"));
-        let exists = Spi::get_one::<bool>(
-            "SELECT pg_catalog.to_regclass('prodguard.denial_log') IS NOT NULL",
-        )
-        .ok()
-        .flatten()
-        .unwrap_or(false);
-        if !exists {
-            return false;
-        }
-        let col = |f: fn(&Record) -> &str| -> Vec<String> {
-            batch.iter().map(|(_, r)| f(r).to_string()).collect()
-        };
-        let ids: Vec<i64> = batch.iter().map(|(_, r)| r.id).collect();
-        let ats: Vec<i64> = batch.iter().map(|(_, r)| r.at).collect();
-        let pids: Vec<i32> = batch.iter().map(|(_, r)| r.pid).collect();
+    let written = store(dboid, batch, "denial_log", || {
+        let col = |f: fn(&Record) -> &str| text_column(batch, f);
+        let (ids, ats, pids) = numbers(batch);
         Spi::run_with_args(
             "INSERT INTO prodguard.denial_log (id, at, database, db_user, \"session_user\",
                      application_name, client_addr, backend_pid, guard, command, object,
@@ -338,10 +345,7 @@ fn write_denials(dboid: u32, batch: &[(usize, Record)]) {
             ],
         )
         .unwrap_or_else(|e| pgrx::error!("prodguard: could not write denial records: {e}"));
-        true
     });
-    let slots: Vec<(usize, i64)> = batch.iter().map(|(i, r)| (*i, r.id)).collect();
-    shmem::release(dboid, &slots);
     let n = batch.len() as u64;
     shmem::add(
         if written {

@@ -75,8 +75,8 @@ pub fn decide(env: Environment, finding: &Finding, scope: Scope) -> Decision {
                     _ => None,
                 };
                 let report = refusal(finding, &other, scope);
-                denial::log_refusal(finding, tried, &report.detail);
-                alert_burst();
+                let who = denial::log_refusal(finding, tried, &report.detail);
+                alert_burst(&who);
                 Decision::Refuse(report)
             }
         },
@@ -169,10 +169,9 @@ fn alert_migration_history(finding: &Finding, reason: Option<&str>) {
 
 /// `denial_burst`: this refusal takes its client past prodguard.denial_burst_threshold
 /// within a minute.
-fn alert_burst() {
-    let who = Session::current();
-    if let Some(count) = watch::note_refusal(&who) {
-        let client = watch::client_name(&who);
+fn alert_burst(who: &Session) {
+    if let Some(count) = watch::note_refusal(who) {
+        let client = watch::client_name(who);
         alerts::raise(
             Kind::DenialBurst,
             &client,

@@ -256,17 +256,8 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
         let id = pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(target.sequence, false));
         let tupdesc = (*open.rel).rd_att;
         let natts = (*tupdesc).natts as usize;
-        let mut values = [pg_sys::Datum::from(0); 32];
-        let mut nulls = [true; 32];
-        let mut values_vec;
-        let mut nulls_vec;
-        let (values, nulls): (&mut [pg_sys::Datum], &mut [bool]) = if natts <= 32 {
-            (&mut values[..natts], &mut nulls[..natts])
-        } else {
-            values_vec = vec![pg_sys::Datum::from(0); natts];
-            nulls_vec = vec![true; natts];
-            (&mut values_vec[..], &mut nulls_vec[..])
-        };
+        let mut values = vec![pg_sys::Datum::from(0); natts];
+        let mut nulls = vec![true; natts];
         let (schema, table) = match entry.table {
             Some(t) => table_names(t),
             None => (None, None),

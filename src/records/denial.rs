@@ -54,12 +54,13 @@ pub fn log(event: Event, finding: &Finding, reason: Option<&str>) {
     log_with_detail(event, finding, reason, &finding.why);
 }
 
-/// Logs a refusal whose error DETAIL is `detail`, which its denial record keeps.
-pub fn log_refusal(finding: &Finding, reason: Option<&str>, detail: &str) {
-    log_with_detail(Event::Refused, finding, reason, detail);
+/// Logs a refusal whose error DETAIL is `detail`, which its denial record keeps; returns
+/// who was refused.
+pub fn log_refusal(finding: &Finding, reason: Option<&str>, detail: &str) -> Session {
+    log_with_detail(Event::Refused, finding, reason, detail)
 }
 
-fn log_with_detail(event: Event, finding: &Finding, reason: Option<&str>, detail: &str) {
+fn log_with_detail(event: Event, finding: &Finding, reason: Option<&str>, detail: &str) -> Session {
     let who = Session::current();
     match event {
         Event::Refused => {
@@ -86,6 +87,7 @@ fn log_with_detail(event: Event, finding: &Finding, reason: Option<&str>, detail
         &who,
         &[("reason", reason.unwrap_or(""))],
     );
+    who
 }
 
 /// Writes one `prodguard: <word>` line: the `lead` fields, who ran the statement, then the

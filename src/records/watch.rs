@@ -433,7 +433,7 @@ fn entry(
     window: i64,
     open: bool,
 ) -> Option<&mut Table> {
-    let start = (hash(&[u64::from(dboid), u64::from(relid)]) as usize) % TABLES;
+    let start = (hash(dboid, relid) as usize) % TABLES;
     let probe = (0..PROBE).map(|k| (start + k) % TABLES);
     let found = probe
         .clone()
@@ -514,7 +514,7 @@ fn take_back() {
     locked(|sh| {
         for f in &folded {
             let relid = f.relid.to_u32();
-            let start = (hash(&[u64::from(dboid), u64::from(relid)]) as usize) % TABLES;
+            let start = (hash(dboid, relid) as usize) % TABLES;
             let Some(i) = (0..PROBE).map(|k| (start + k) % TABLES).find(|&i| {
                 let t = &sh.tables[i];
                 t.dboid == dboid && t.relid == relid && t.window_start == f.window_start
@@ -532,23 +532,28 @@ fn take_back() {
     });
 }
 
-/// FNV-1a over 64-bit words: stable, and no hasher to allocate.
-fn hash(words: &[u64]) -> u64 {
+/// FNV-1a: stable, and no hasher to allocate.
+fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for w in words {
-        for b in w.to_le_bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// The hash of a table's entry.
+fn hash(dboid: u32, relid: u32) -> u64 {
+    fnv(dboid.to_le_bytes().into_iter().chain(relid.to_le_bytes()))
 }
 
 fn window_us() -> i64 {
     i64::from(settings::ROW_DROP_WINDOW.get()).saturating_mul(1_000_000)
 }
 
-fn alert_row_drop(who: &Session, table: &str, lost: i64, baseline: i64, since: i64) {
+/// Raises the row_drop alert of a table (also for the writer, as the session that asked
+/// for the count).
+pub fn alert_row_drop(who: &Session, table: &str, lost: i64, baseline: i64, since: i64) {
     let percent = (lost as f64) * 100.0 / (baseline.max(1) as f64);
     let window = settings::ROW_DROP_WINDOW.get();
     alerts::emit(
@@ -614,11 +619,6 @@ pub fn set_baseline(
     .flatten()
 }
 
-/// Raises the row_drop alert the writer found, as the session that asked for the count.
-pub fn alert_from_writer(who: &Session, table: &str, lost: i64, baseline: i64, since: i64) {
-    alert_row_drop(who, table, lost, baseline, since);
-}
-
 // ---------------------------------------------------------------------------------------
 // Denial bursts
 
@@ -671,17 +671,8 @@ pub fn client_name(who: &Session) -> String {
 }
 
 fn client_key(who: &Session) -> u64 {
-    // FNV-1a of the client's name and database: stable, no allocation of a hasher
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in client_name(who)
-        .bytes()
-        .chain([0])
-        .chain(who.database.bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h.max(1)
+    let name = client_name(who);
+    fnv(name.bytes().chain([0]).chain(who.database.bytes())).max(1)
 }
 
 #[cfg(any(test, feature = "pg_test"))]
