@@ -11,7 +11,6 @@
 //! once per backend and forgotten when the table's relcache entry is invalidated.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::CStr;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
@@ -245,8 +244,8 @@ fn note_silenced(relid: pg_sys::Oid) {
     }
 }
 
-/// Names of the columns whose stored value differs between two versions of a row, given
-/// deformed (values, nulls).
+/// The names of the columns whose stored value differs between two versions of a row,
+/// given deformed (values, nulls), as a text[] datum (in the current memory context).
 ///
 /// # Safety
 /// Both must be tuples of a relation with descriptor `tupdesc`, deformed with it.
@@ -254,9 +253,10 @@ unsafe fn changed(
     old: &(Vec<pg_sys::Datum>, Vec<bool>),
     new: &(Vec<pg_sys::Datum>, Vec<bool>),
     tupdesc: pg_sys::TupleDesc,
-) -> Vec<String> {
+) -> pg_sys::Datum {
     let mut names = Vec::new();
-    // SAFETY: guaranteed by the caller.
+    // SAFETY: guaranteed by the caller; attname is a NUL-terminated NameData; the array
+    // is built from text datums of the right type, length and alignment.
     unsafe {
         for i in 0..(*tupdesc).natts as usize {
             let att = &*(*tupdesc).attrs.as_ptr().add(i);
@@ -269,15 +269,20 @@ unsafe fn changed(
                 _ => false,
             };
             if !same {
-                names.push(
-                    CStr::from_ptr(att.attname.data.as_ptr())
-                        .to_string_lossy()
-                        .into_owned(),
-                );
+                names.push(pg_sys::Datum::from(pg_sys::cstring_to_text(
+                    att.attname.data.as_ptr(),
+                )));
             }
         }
+        pg_sys::Datum::from(pg_sys::construct_array(
+            names.as_mut_ptr(),
+            names.len() as i32,
+            pg_sys::TEXTOID,
+            -1,
+            false,
+            pg_sys::TYPALIGN_INT as std::ffi::c_char,
+        ))
     }
-    names
 }
 
 /// BEFORE TRUNCATE statement trigger of protected tables, `ENABLE ALWAYS`: a TRUNCATE that

@@ -29,12 +29,11 @@ use pgrx::prelude::*;
 
 use crate::core::extension;
 use crate::core::finding::Finding;
-use crate::core::pg::{self, current_statement, OidMap};
+use crate::core::pg::{self, current_statement};
 use crate::core::settings::{self, Environment};
+use crate::records::audit_values as kept;
 use crate::records::shmem::{self, Counter};
 
-/// How many role names the writer remembers (a session switches among a few at most).
-const ROLE_NAMES_KEPT: usize = 8;
 /// How many rows' test-data matches may wait for their audit entry (`note_test_data`).
 const PENDING_KEPT: usize = 1000;
 
@@ -46,7 +45,8 @@ pub struct Entry<'a> {
     pub row_key: Option<pg_sys::Datum>,
     pub old_row: Option<pg_sys::Datum>,
     pub new_row: Option<pg_sys::Datum>,
-    pub changed_columns: Option<Vec<String>>,
+    /// A text[] datum.
+    pub changed_columns: Option<pg_sys::Datum>,
     pub override_reason: Option<String>,
     pub test_data: Option<pg_sys::Datum>,
     pub object: Option<String>,
@@ -120,13 +120,7 @@ thread_local! {
     /// are reopened before the next entry.
     static STALE: Cell<bool> = const { Cell::new(false) };
     static XACT_REGISTERED: Cell<bool> = const { Cell::new(false) };
-    /// (schema, name) of the audited tables, by oid, until their relcache entry changes.
-    static NAMES: RefCell<OidMap<(Option<String>, Option<String>)>> = RefCell::new(OidMap::default());
-    /// This session's client address (an inet in TopMemoryContext), computed once.
-    static CLIENT: Cell<Option<Option<pg_sys::Datum>>> = const { Cell::new(None) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
-    /// Names of the last roles seen, so the per-row path does not look them up each time.
-    static ROLE_NAMES: RefCell<Vec<(pg_sys::Oid, String)>> = const { RefCell::new(Vec::new()) };
     /// Test-data matches of rows whose audit entry is still to be written.
     static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
 }
@@ -134,15 +128,6 @@ thread_local! {
 /// Relcache invalidation callback: forget, never look anything up.
 #[pg_guard]
 unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    NAMES.with(|n| {
-        if let Ok(mut n) = n.try_borrow_mut() {
-            if relid == pg_sys::InvalidOid {
-                n.clear();
-            } else {
-                n.remove(&relid);
-            }
-        }
-    });
     TARGET.with(|t| {
         if let Ok(mut t) = t.try_borrow_mut() {
             if relid == pg_sys::InvalidOid || t.as_ref().is_some_and(|x| x.table == relid) {
@@ -248,10 +233,11 @@ unsafe extern "C-unwind" {
 pub fn write(entry: Entry<'_>) -> Option<i64> {
     let target = target()?;
     let open = open_for_transaction(&target);
+    kept::start_entry();
     // SAFETY: audit_log is open with RowExclusiveLock until the end of the transaction
     // (`open_for_transaction`) and a tuple matching its descriptor is formed column by
-    // column; every pointer datum comes from palloc in the current memory context or, for
-    // the client address, from TopMemoryContext.
+    // column; every pointer datum comes from palloc in the current memory context or is one
+    // of `audit_values`' datums, valid until the next entry starts.
     unsafe {
         let id = pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(target.sequence, false));
         let tupdesc = (*open.rel).rd_att;
@@ -259,7 +245,7 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
         let mut values = vec![pg_sys::Datum::from(0); natts];
         let mut nulls = vec![true; natts];
         let (schema, table) = match entry.table {
-            Some(t) => table_names(t),
+            Some(t) => kept::table_names(t),
             None => (None, None),
         };
         let env = entry.environment.unwrap_or_else(settings::environment);
@@ -271,20 +257,20 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
                 b"id" => id.into_datum(),
                 b"logged_at" => Some(pg_sys::Datum::from(pg_sys::GetCurrentTimestamp())),
                 b"txid" => Some(pg_sys::Datum::from(pg_sys::GetTopFullTransactionId().value)),
-                b"action" => entry.action.into_datum(),
+                b"action" => Some(kept::word(entry.action)),
                 b"table_oid" => entry.table.map(pg_sys::Datum::from),
-                b"schema_name" => schema.as_deref().and_then(|s| s.into_datum()),
-                b"table_name" => table.as_deref().and_then(|s| s.into_datum()),
+                b"schema_name" => schema,
+                b"table_name" => table,
                 b"row_key" => entry.row_key,
                 b"old_row" => entry.old_row,
                 b"new_row" => entry.new_row,
-                b"changed_columns" => entry.changed_columns.clone().and_then(|c| c.into_datum()),
-                b"db_user" => role_name(pg_sys::GetUserId()).into_datum(),
-                b"session_user" => role_name(pg_sys::GetSessionUserId()).into_datum(),
-                b"application_name" => pg::cstr_or(pg_sys::application_name, "").into_datum(),
-                b"client_addr" => client_addr(),
+                b"changed_columns" => entry.changed_columns,
+                b"db_user" => Some(kept::role(pg_sys::GetUserId())),
+                b"session_user" => Some(kept::role(pg_sys::GetSessionUserId())),
+                b"application_name" => Some(kept::application_name()),
+                b"client_addr" => kept::client_addr(),
                 b"backend_pid" => pg_sys::MyProcPid.into_datum(),
-                b"environment" => env.name().into_datum(),
+                b"environment" => Some(kept::word(env.name())),
                 b"override_reason" => entry
                     .override_reason
                     .as_deref()
@@ -402,58 +388,6 @@ unsafe extern "C-unwind" fn xact_event(
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => OPEN.set(None),
         _ => {}
     }
-}
-
-/// (schema, name) of an audited table, looked up once per relcache generation.
-fn table_names(relid: pg_sys::Oid) -> (Option<String>, Option<String>) {
-    if let Some(names) = NAMES.with_borrow(|n| n.get(&relid).cloned()) {
-        return names;
-    }
-    let names = pg::relation_names(relid);
-    NAMES.with_borrow_mut(|n| {
-        if n.len() > 1000 {
-            n.clear();
-        }
-        n.insert(relid, names.clone());
-    });
-    names
-}
-
-/// This session's client address as an inet datum (NULL for a Unix socket), made once.
-fn client_addr() -> Option<pg_sys::Datum> {
-    if let Some(addr) = CLIENT.get() {
-        return addr;
-    }
-    // SAFETY: inet_client_addr takes no arguments; it runs in TopMemoryContext so that its
-    // result lives as long as the session.
-    let addr = unsafe {
-        let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
-        let addr = pgrx::direct_function_call_as_datum(pg_sys::inet_client_addr, &[]);
-        pg_sys::MemoryContextSwitchTo(old);
-        addr
-    };
-    CLIENT.set(Some(addr));
-    addr
-}
-
-fn role_name(role: pg_sys::Oid) -> String {
-    if let Some(name) = ROLE_NAMES.with(|r| {
-        r.borrow()
-            .iter()
-            .find(|(o, _)| *o == role)
-            .map(|(_, n)| n.clone())
-    }) {
-        return name;
-    }
-    let name = pg::role_name(role);
-    ROLE_NAMES.with(|r| {
-        let mut r = r.borrow_mut();
-        if r.len() >= ROLE_NAMES_KEPT {
-            r.remove(0);
-        }
-        r.push((role, name.clone()));
-    });
-    name
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 //! rollback of its own transaction.
 //!
 //! - `audit_log`: the `prodguard.audit_log` writer (command and row entries);
+//! - `audit_values`: the columns of an entry that repeat from row to row, made once;
 //! - `row_json`: rows as jsonb, written directly in jsonb's binary format;
 //! - `backup`: copies of a protected table before an overridden TRUNCATE or DROP;
 //! - `denial`: the `prodguard:` log line and the denial record of each refusal;
@@ -17,6 +18,7 @@
 
 pub mod alerts;
 pub mod audit_log;
+pub mod audit_values;
 pub mod backup;
 pub mod denial;
 pub mod history;
