@@ -11,6 +11,9 @@ mod fold;
 #[allow(dead_code)]
 mod matcher;
 
+/// The matcher's interrupt check (PostgreSQL's CHECK_FOR_INTERRUPTS in the extension).
+fn check_interrupts() {}
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;

@@ -53,7 +53,10 @@ COMMENT ON FUNCTION prodguard.dictionaries_changed() IS
 COMMENT ON FUNCTION prodguard.test_data_trigger() IS
     'Internal: BEFORE INSERT OR UPDATE row trigger that prodguard.protect(test_data => true) installs.';
 COMMENT ON FUNCTION prodguard.scan(text) IS
-    'What the test-data guard finds in a value: dictionary, pattern, and the positions of the first and last character.';
+    'What the test-data guard finds in a value: dictionary, pattern, and the positions of the first and last character (members of prodguard_operator; at most 1,000 rows).';
+-- scan() tells which patterns a dictionary holds (private ones included): for operators.
+REVOKE ALL ON FUNCTION prodguard.scan(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION prodguard.scan(text) TO prodguard_operator;
 COMMENT ON FUNCTION prodguard.scan_table(regclass, bigint) IS
     'Existing rows of a table that carry test data (ctid, column, dictionary, pattern), read in batches.';
 

@@ -11,7 +11,7 @@ use crate::core::extension;
 use crate::core::finding::{Finding, Guard};
 use crate::guards::policy;
 use crate::guards::test_data::matcher::Kind;
-use crate::guards::test_data::MAX_PATTERN_CHARS;
+use crate::guards::test_data::{folds_to_nothing, MAX_PATTERN_CHARS};
 
 /// Adds patterns to a dictionary, creating it if needed. Returns how many were new.
 /// (SQL: prodguard.dictionary_add(dictionary, patterns, "match" DEFAULT 'word').)
@@ -119,11 +119,11 @@ fn valid_patterns(dictionary: &str, patterns: Vec<Option<String>>) -> Vec<String
                     "Remove the NULL elements from the array.",
                 )
             };
-            if p.trim().is_empty() {
+            if p.trim().is_empty() || folds_to_nothing(&p) {
                 raise(
                     PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                     "a pattern must not be empty".into(),
-                    "An empty pattern would match every value.",
+                    "A pattern that is empty once spaces and zero-width characters are set aside would match every value.",
                     "Remove the empty elements from the array.",
                 );
             }

@@ -5,7 +5,6 @@
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgRelation;
 
 use crate::core::breakglass;
 use crate::core::error::{notice, raise, raise_internal, require_writable};
@@ -17,6 +16,7 @@ use crate::core::protection::{
     is_migration_history, stored_flags, Flags, AUDIT_TRIGGER, MIGRATION_HISTORY_TABLES,
     TEST_DATA_TRIGGER, TRUNCATE_TRIGGER,
 };
+use crate::core::table_arg::{Accepts, TableArg};
 use crate::guards::policy;
 
 /// Protects a table: audit its changes, refuse test data in its rows, and/or refuse
@@ -24,17 +24,16 @@ use crate::guards::policy;
 /// options. Lowering an option counts as unprotecting, and in production needs an override.
 #[pg_extern(volatile)]
 fn protect(
-    tbl: PgRelation,
+    tbl: TableArg,
     audit: default!(bool, true),
     test_data: default!(bool, true),
     forbid_delete: default!(bool, false),
 ) {
-    let relid = tbl.oid();
+    let relid = tbl.check("prodguard.protect()", Accepts::Any);
     let name = pg::describe_table(relid);
-    require_protectable(&tbl);
-    // Close it (the lock stays): installing the triggers runs ALTER TABLE on it.
-    drop(tbl);
+    require_protectable(relid);
     require_owner_or_operator(relid, &name, "protect");
+    require_readable(relid, &name, "protect");
     let wanted = Flags {
         audit,
         test_data,
@@ -141,9 +140,8 @@ pub fn apply(relid: pg_sys::Oid, wanted: Flags, via: Via) {
 /// Removes a table's protection. In production this needs an override. Migration-history
 /// tables stay protected against DELETE, TRUNCATE and DROP: that protection is by name.
 #[pg_extern(volatile)]
-fn unprotect(tbl: PgRelation) {
-    let relid = tbl.oid();
-    drop(tbl);
+fn unprotect(tbl: TableArg) {
+    let relid = tbl.check("prodguard.unprotect()", Accepts::Any);
     let name = pg::describe_table(relid);
     require_owner_or_operator(relid, &name, "unprotect");
     if stored_flags(relid).is_some() {
@@ -212,12 +210,12 @@ fn migration_history_names() -> SetOfIterator<'static, &'static str> {
 
 /// Refuses tables that cannot carry protection: only ordinary and partitioned tables that
 /// outlive the session can.
-fn require_protectable(tbl: &PgRelation) {
-    // SAFETY: `rd_rel` of an open relation is valid.
+fn require_protectable(relid: pg_sys::Oid) {
+    // SAFETY: syscache lookups of a locked relation.
     let (kind, persistence) = unsafe {
         (
-            (*tbl.rd_rel).relkind as u8,
-            (*tbl.rd_rel).relpersistence as u8,
+            pg_sys::get_rel_relkind(relid) as u8,
+            pg_sys::get_rel_persistence(relid) as u8,
         )
     };
     if !matches!(
@@ -234,17 +232,64 @@ fn require_protectable(tbl: &PgRelation) {
         };
         raise(
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-            format!("cannot protect \"{}\": it is {what}", tbl.name()),
+            format!(
+                "cannot protect \"{}\": it is {what}",
+                pg::relation_names(relid).1.unwrap_or_default()
+            ),
             "Only tables and partitioned tables can be protected.",
             "Protect the tables the object reads from or writes to.",
+        );
+    }
+    // SAFETY: a syscache lookup of a locked relation.
+    let schema = unsafe { pg_sys::get_rel_namespace(relid) };
+    // SAFETY: a syscache lookup; InvalidOid when there is no such schema.
+    let kept = unsafe { pg_sys::get_namespace_oid(c"prodguard_history".as_ptr(), true) };
+    if extension::own_namespace() == Some(schema) || kept == schema {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "cannot protect \"{}\": it belongs to pg_prodguard",
+                pg::relation_names(relid).1.unwrap_or_default()
+            ),
+            "pg_prodguard's own tables are guarded by the extension itself; a trigger of protect() on them could refuse or slow its own records.",
+            "Protect the tables of your application.",
         );
     }
     if persistence == pg_sys::RELPERSISTENCE_TEMP {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("cannot protect temporary table \"{}\"", tbl.name()),
+            format!(
+                "cannot protect temporary table \"{}\"",
+                pg::relation_names(relid).1.unwrap_or_default()
+            ),
             "A temporary table belongs to one session and disappears with it.",
             "Protect the permanent table the data comes from.",
+        );
+    }
+}
+
+/// Refuses to protect a table the caller may not read in full: its protection writes every
+/// change of its rows, whole, into the audit log, so raising it must not be a way to read
+/// what the caller cannot SELECT (issue 19).
+pub fn require_readable(relid: pg_sys::Oid, name: &str, function: &str) {
+    // SAFETY: privilege checks of a locked relation inside a transaction.
+    let readable = unsafe {
+        let user = pg_sys::GetUserId();
+        pg_sys::pg_class_aclcheck(relid, user, pg_sys::ACL_SELECT as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
+            || pg_sys::pg_attribute_aclcheck_all(
+                relid,
+                user,
+                pg_sys::ACL_SELECT as pg_sys::AclMode,
+                pg_sys::AclMaskHow::ACLMASK_ALL,
+            ) == pg_sys::AclResult::ACLCHECK_OK
+    };
+    if !readable {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to {function} {name}"),
+            format!("Protecting a table records its rows, whole, in the audit log; role \"{}\" may not SELECT every column of it.", current_user()),
+            "Have the table's owner protect it, or grant SELECT on it first.",
         );
     }
 }

@@ -13,7 +13,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::api::protect::{
-    apply, remove, require_owner_or_operator_of, stored_via, write_own_table, Via,
+    apply, remove, require_owner_or_operator_of, require_readable, stored_via, write_own_table, Via,
 };
 use crate::core::error::{raise, raise_internal};
 use crate::core::extension::{self, KEPT_SCHEMA, SCHEMA};
@@ -63,8 +63,16 @@ fn protect_schema(schema: &str, audit: bool, test_data: bool, forbid_delete: boo
             current_user().into(),
         ],
     );
+    let tables = tables_of(nsp);
+    for &relid in &tables {
+        require_readable(
+            relid,
+            &crate::core::pg::describe_table(relid),
+            "protect_schema",
+        );
+    }
     let mut count = 0;
-    for relid in tables_of(nsp) {
+    for relid in tables {
         if stored_via(relid).as_deref() == Some("table") {
             continue; // protect() gave it options of its own
         }

@@ -17,7 +17,9 @@ use std::rc::Rc;
 use pgrx::datetime::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::{JsonB, PgRelation};
+use pgrx::JsonB;
+
+use crate::core::table_arg::{Accepts, TableArg};
 
 use crate::core::breakglass;
 use crate::core::error::{raise, raise_internal};
@@ -348,6 +350,14 @@ fn restore_row(audit_id: i64, force: default!(bool, false)) {
 #[pg_extern(name = "_undo_transaction", volatile)]
 fn undo_transaction(txid: &str, force: bool) -> i64 {
     require_operator("undo transactions");
+    if txid.trim().parse::<u64>().is_err() {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+            format!("invalid transaction id \"{txid}\""),
+            "A transaction id is an xid8: a whole number, as audit_log.txid shows it.",
+            "Call prodguard.undo_transaction() with a txid from prodguard.audit_log.",
+        );
+    }
     forget_columns();
     let found = changes("txid = $1::xid8", vec![txid.into()]);
     limit_rows(
@@ -368,19 +378,14 @@ fn undo_transaction(txid: &str, force: bool) -> i64 {
 /// Puts a table (and its partitions) back as it was at `as_of`, as far as the audit log
 /// reaches: every later audited change is undone, newest first. Returns how many.
 #[pg_extern(volatile)]
-fn restore_table(
-    tbl: PgRelation,
-    as_of: TimestampWithTimeZone,
-    force: default!(bool, false),
-) -> i64 {
+fn restore_table(tbl: TableArg, as_of: TimestampWithTimeZone, force: default!(bool, false)) -> i64 {
     require_operator("restore tables");
+    let relid = tbl.check("prodguard.restore_table()", Accepts::Tables);
     forget_columns();
     let found = changes(
         "table_oid IN (SELECT $1 UNION SELECT relid FROM pg_partition_tree($1)) AND logged_at > $2",
-        vec![tbl.oid().into(), as_of.into()],
+        vec![relid.into(), as_of.into()],
     );
-    let relid = tbl.oid();
-    drop(tbl);
     limit_rows(
         "prodguard.restore_table()",
         format!(

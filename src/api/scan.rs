@@ -1,12 +1,17 @@
 //! Inspection (SPEC §5): `prodguard.scan()`, what the test-data guard would find in a
 //! value, and `prodguard.scan_table()`, the existing rows of a table that carry test data.
 
+use crate::core::error::notice;
+use crate::core::table_arg::{required, Accepts, TableArg};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgRelation;
 
 use crate::guards::test_data::cache::matcher;
 use crate::guards::test_data::table_scan;
+
+/// The most rows one scan() returns (overlapping patterns can match a short value
+/// hundreds of thousands of times).
+const MAX_SCAN_ROWS: usize = 1000;
 
 /// What the guard would find in a value: every match, with character positions (1-based,
 /// first and last character, as position() and substr() count).
@@ -23,9 +28,16 @@ fn scan(
     ),
 > {
     let matcher = matcher();
-    let rows: Vec<_> = matcher
-        .all(value)
+    let hits = matcher.all(value);
+    if hits.len() > MAX_SCAN_ROWS {
+        notice(format!(
+            "prodguard.scan() found {} matches and returns the first {MAX_SCAN_ROWS}",
+            hits.len()
+        ));
+    }
+    let rows: Vec<_> = hits
         .into_iter()
+        .take(MAX_SCAN_ROWS)
         .map(|hit| {
             let p = &matcher.patterns()[hit.pattern];
             (
@@ -43,7 +55,7 @@ fn scan(
 /// memory stays bounded by the batch and the matches, whatever the table's size.
 #[pg_extern(volatile)]
 fn scan_table(
-    tbl: PgRelation,
+    tbl: Option<TableArg>,
     max_rows: default!(Option<i64>, "NULL"),
 ) -> TableIterator<
     'static,
@@ -54,8 +66,8 @@ fn scan_table(
         name!(pattern, String),
     ),
 > {
-    let relid = tbl.oid();
-    drop(tbl);
+    let relid = required(tbl, "prodguard.scan_table()", "tbl")
+        .check("prodguard.scan_table()", Accepts::Tables);
     let rows: Vec<_> = table_scan::scan(relid, None, max_rows, usize::MAX)
         .into_iter()
         .map(|h| (h.ctid, h.column, h.dictionary, h.pattern))

@@ -18,7 +18,8 @@
 //! - `passes`: the flags that let pg_prodguard's own work past its own guards;
 //! - `protection`: which tables are protected and how (the per-backend cache);
 //! - `restore_session`: the mark of a refused pg_restore session;
-//! - `spi`: read-only queries (that work on a hot standby).
+//! - `spi`: read-only queries (that work on a hot standby);
+//! - `table_arg`: the API's `regclass` arguments, checked before use.
 
 pub mod breakglass;
 pub mod changes;
@@ -32,3 +33,4 @@ pub mod protection;
 pub mod restore_session;
 pub mod settings;
 pub mod spi;
+pub mod table_arg;

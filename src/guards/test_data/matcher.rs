@@ -107,7 +107,8 @@ impl Matcher {
         for p in patterns {
             let mut f = String::with_capacity(p.pattern.len());
             fold::fold_into(&p.pattern, &mut f);
-            if f.is_empty() {
+            // (a pattern of spaces or ignorable characters only would match every value)
+            if f.trim().is_empty() {
                 continue;
             }
             let index = kept.len();
@@ -237,9 +238,11 @@ impl Matcher {
         if !self.any_match(automaton, buffer.as_str()) {
             return Vec::new();
         }
+        let mut work = 0usize;
         let candidates: Vec<(usize, usize, usize)> = automaton
             .find_overlapping_iter(buffer.as_str())
             .take(MAX_CANDIDATES)
+            .inspect(|_| interruptible(&mut work))
             .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
             .collect();
         if candidates.is_empty() {
@@ -251,6 +254,7 @@ impl Matcher {
             .iter()
             .zip(spans)
             .filter(|((_, _, id), span)| {
+                interruptible(&mut work);
                 self.counts(value, span.bytes.0, span.bytes.1, &self.rules[*id])
             })
             .flat_map(|((_, _, id), span)| {
@@ -277,11 +281,15 @@ impl Matcher {
     /// the places where a pattern may start (by its first bytes) are tried, anchored.
     fn any_match(&self, automaton: &AhoCorasick, key: &str) -> bool {
         let k = key.as_bytes();
-        let anchored_at = |i: usize| match automaton
-            .try_find(Input::new(key).range(i..).anchored(Anchored::Yes))
-        {
-            Ok(found) => found.is_some(),
-            Err(_) => automaton.is_match(key),
+        let work = std::cell::Cell::new(0usize);
+        let anchored_at = |i: usize| {
+            let mut w = work.get();
+            interruptible(&mut w);
+            work.set(w);
+            match automaton.try_find(Input::new(key).range(i..).anchored(Anchored::Yes)) {
+                Ok(found) => found.is_some(),
+                Err(_) => automaton.is_match(key),
+            }
         };
         if self.starts.short {
             return (0..k.len()).any(|i| self.starts.may_start(k, i) && anchored_at(i));
@@ -404,6 +412,17 @@ impl StartFilter {
             || (i + 2 < k.len() && bit(&self.three, three_hash(k[i], k[i + 1], k[i + 2])))
     }
 }
+
+/// Lets a query cancel or statement timeout in every `INTERRUPT_EVERY` steps of work on
+/// one value (adversarial patterns make a few hundred kilobytes take seconds).
+fn interruptible(work: &mut usize) {
+    *work += 1;
+    if *work % INTERRUPT_EVERY == 0 {
+        super::check_interrupts();
+    }
+}
+
+const INTERRUPT_EVERY: usize = 4096;
 
 /// Candidate hits in one folded value at most (a bound on the work for adversarial text).
 const MAX_CANDIDATES: usize = 100_000;

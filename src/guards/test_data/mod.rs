@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod ddl;
 mod fold;
+mod json_text;
 pub mod matcher;
 pub mod table_scan;
 pub mod values;
@@ -44,6 +45,21 @@ use self::values::strings;
 
 /// The longest pattern a dictionary accepts, in characters.
 pub const MAX_PATTERN_CHARS: usize = 1000;
+
+/// Serves query cancel and statement_timeout in the middle of a long match (the matcher
+/// is pure Rust and calls this through `super`, so that its benchmark builds without
+/// PostgreSQL).
+pub fn check_interrupts() {
+    pgrx::check_for_interrupts!();
+}
+
+/// Whether a pattern is nothing once folded as the matcher folds values (spaces only,
+/// zero-width or ignorable characters): such a pattern would match every value.
+pub fn folds_to_nothing(pattern: &str) -> bool {
+    let mut key = String::new();
+    fold::fold_into(pattern, &mut key);
+    key.trim().is_empty()
+}
 /// Matched text longer than this is cut in messages.
 const SHOWN_MATCH_CHARS: usize = 100;
 

@@ -3,9 +3,8 @@
 
 use std::ffi::CStr;
 
+use super::json_text;
 use pgrx::pg_sys;
-use pgrx::prelude::*;
-use pgrx::JsonB;
 
 /// How to read one column's strings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,26 +138,29 @@ unsafe fn one(datum: pg_sys::Datum, reader: Reader, visit: &mut dyn FnMut(&str) 
                 let s = pg_sys::OidOutputFunctionCall(f, datum);
                 visit(&CStr::from_ptr(s).to_string_lossy())
             }
-            Reader::Json => match pgrx::Json::from_datum(datum, false) {
-                Some(json) => json_strings(&json.0, visit),
-                None => false,
-            },
-            Reader::Jsonb => match JsonB::from_datum(datum, false) {
-                Some(json) => json_strings(&json.0, visit),
-                None => false,
-            },
+            Reader::Json => {
+                // json is stored as text
+                let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                json_text::strings(pgrx::varlena::varlena_to_byte_slice(v), visit)
+            }
+            Reader::Jsonb => {
+                let text = pg_sys::OidOutputFunctionCall(jsonb_out(), datum);
+                json_text::strings(CStr::from_ptr(text).to_bytes(), visit)
+            }
         }
     }
 }
 
-fn json_strings(value: &serde_json::Value, visit: &mut dyn FnMut(&str) -> bool) -> bool {
-    use serde_json::Value;
-    match value {
-        Value::String(s) => visit(s),
-        Value::Array(items) => items.iter().any(|v| json_strings(v, visit)),
-        Value::Object(map) => map.values().any(|v| json_strings(v, visit)),
-        _ => false,
-    }
+/// jsonb's output function.
+fn jsonb_out() -> pg_sys::Oid {
+    static OUT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let oid = *OUT.get_or_init(|| {
+        let (mut out, mut varlena) = (pg_sys::InvalidOid, false);
+        // SAFETY: a syscache lookup of a built-in type.
+        unsafe { pg_sys::getTypeOutputInfo(pg_sys::JSONBOID, &mut out, &mut varlena) };
+        out.to_u32()
+    });
+    pg_sys::Oid::from(oid)
 }
 
 /// Whether this database's encoding is UTF-8 (fixed for the life of the backend).
