@@ -117,6 +117,9 @@ start_cluster() {
         echo "log_directory = 'log'"
         echo "log_filename = 'postgresql.log'"
         echo "lc_messages = 'C'"
+        # test clusters store every refusal (the tests count them); the per-client rate
+        # of the denial log is tested on its own (pgrx-tests/sql/privacy.sql)
+        echo "prodguard.denial_log_rate = 0"
         for line in "$@"; do echo "$line"; done
     } | as_postgres tee -a "$dir/data/postgresql.conf" >/dev/null
     # RUST_BACKTRACE in the server's environment would append backtraces to error details

@@ -243,6 +243,10 @@ CREATE OPERATOR CLASS prodguard.xid8_minmax_ops FOR TYPE xid8 USING brin AS
 DROP INDEX prodguard.audit_log_id_idx, prodguard.audit_log_logged_at_idx, prodguard.audit_log_txid_idx;
 CREATE INDEX audit_log_order_idx ON prodguard.audit_log
     USING brin (id, logged_at, txid prodguard.xid8_minmax_ops);
+-- the range being written is left unsummarized (as in schema.sql)
+SELECT pg_catalog.brin_desummarize_range('prodguard.audit_log_order_idx',
+    greatest(pg_catalog.pg_relation_size('prodguard.audit_log')
+             / pg_catalog.current_setting('block_size')::bigint - 1, 0));
 COMMENT ON INDEX prodguard.audit_log_order_idx IS 'Finds entries by id, by time and by transaction.';
 COMMENT ON OPERATOR CLASS prodguard.xid8_minmax_ops USING brin IS 'BRIN minmax for xid8: indexes audit_log.txid.';
 COMMENT ON OPERATOR FAMILY prodguard.xid8_minmax_ops USING brin IS 'BRIN minmax for xid8: indexes audit_log.txid.';
@@ -253,3 +257,41 @@ REVOKE ALL ON FUNCTION prodguard.scan(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION prodguard.scan(text) TO prodguard_operator;
 COMMENT ON FUNCTION prodguard.scan(text) IS
     'What the test-data guard finds in a value: dictionary, pattern, and the positions of the first and last character (members of prodguard_operator; at most 1,000 rows).';
+
+-- Who reads what of the audit (issue 19): an entry that carries row values (a row change,
+-- test-data matches) is visible to a reader who may SELECT the whole table (every column)
+-- now, and, for a table with row-level security, only to its owner or a role that
+-- bypasses row security; entries of dropped tables, to superusers. Entries of commands
+-- (who ran which guarded statement, why) are visible to every reader of the log. Superusers and the extension's owner bypass the policy; restores
+-- and the writer read and write as the owner.
+CREATE FUNCTION prodguard._audit_visible(tbl oid) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT tbl IS NULL OR EXISTS (
+        SELECT FROM pg_catalog.pg_class c
+         CROSS JOIN LATERAL (SELECT COALESCE(pg_catalog.pg_partition_root(c.oid), c.oid::pg_catalog.regclass) AS root) r
+         WHERE c.oid = tbl
+           AND (pg_catalog.has_table_privilege(r.root, 'SELECT')
+                OR NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                WHERE a.attrelid = r.root AND a.attnum > 0 AND NOT a.attisdropped
+                                  AND NOT pg_catalog.has_column_privilege(r.root, a.attnum, 'SELECT')))
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_class s
+                            WHERE s.oid IN (c.oid, r.root) AND s.relrowsecurity
+                              AND NOT pg_catalog.pg_has_role(s.relowner, 'USAGE')
+                              AND NOT (SELECT r.rolbypassrls FROM pg_catalog.pg_roles r
+                                        WHERE r.rolname = current_user)))
+$$;
+COMMENT ON FUNCTION prodguard._audit_visible(oid) IS
+    'Internal: whether the current role may read audit entries and backups of a table (row security of audit_log and backup_row).';
+ALTER TABLE prodguard.audit_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readers ON prodguard.audit_log FOR SELECT USING (
+    (row_key IS NULL AND old_row IS NULL AND new_row IS NULL AND test_data IS NULL)
+    OR prodguard._audit_visible(table_oid));
+COMMENT ON POLICY readers ON prodguard.audit_log IS
+    'Entries that carry row values: for roles that may SELECT all of their table (and bypass its row security, if any); entries of commands: for every reader.';
+ALTER TABLE prodguard.backup_row ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readers ON prodguard.backup_row FOR SELECT USING (
+    EXISTS (SELECT FROM prodguard.backup_table b
+             WHERE b.audit_id = backup_row.audit_id AND prodguard._audit_visible(b.table_oid)));
+COMMENT ON POLICY readers ON prodguard.backup_row IS
+    'Backed-up rows: for roles that may SELECT all of their table (superusers, once it is dropped).';

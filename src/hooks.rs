@@ -43,6 +43,7 @@ use pgrx::prelude::*;
 
 use crate::core::error::catch_bug;
 use crate::core::extension;
+use crate::core::statement;
 use crate::guards::command as command_guard;
 use crate::guards::row as row_guard;
 use crate::guards::test_data as test_data_guard;
@@ -188,6 +189,8 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    // SAFETY: PostgreSQL passes a valid PlannedStmt.
+    unsafe { statement::note(query_string, (*pstmt).stmt_location, (*pstmt).stmt_len) };
     // SAFETY: PostgreSQL passes a valid PlannedStmt and query text. The guard refuses here
     // (an ERROR from a #[pg_guard] function), or marks whether it judged the statement's
     // drops and returns the enclosing statement's mark.
@@ -350,6 +353,8 @@ unsafe extern "C-unwind" fn planner(
     cursor_options: c_int,
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
+    // SAFETY: `parse` is the query about to be planned.
+    unsafe { statement::note(query_string, (*parse).stmt_location, (*parse).stmt_len) };
     // SAFETY: `parse` is the query about to be planned; the marks are a palloc'd List (a
     // plain pointer) in the planner's memory context.
     let marks = unsafe { marks_guarded(parse) };
@@ -389,6 +394,14 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
     // function) receives our arguments unchanged.
     command_guard::executor_starting();
     unsafe {
+        let plan = (*query_desc).plannedstmt;
+        if !plan.is_null() {
+            statement::note(
+                (*query_desc).sourceText,
+                (*plan).stmt_location,
+                (*plan).stmt_len,
+            );
+        }
         match PREV_EXECUTOR_START {
             Some(prev) => prev(query_desc, eflags),
             None => raw::standard_ExecutorStart(query_desc, eflags),

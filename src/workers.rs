@@ -108,10 +108,12 @@ pub extern "C-unwind" fn prodguard_denial_writer_main(arg: pg_sys::Datum) {
     // SAFETY: MyLatch is this process's latch, in shared memory.
     shmem::writer_started(dboid, unsafe { pg_sys::MyLatch });
     let mut idle_since = Instant::now();
+    let mut expired_at: Option<Instant> = None;
     loop {
         let batch = shmem::take(dboid, BATCH);
         if !batch.is_empty() {
             write(dboid, &batch);
+            expire(&mut expired_at);
             idle_since = Instant::now();
             if batch.len() == BATCH {
                 continue;
@@ -138,6 +140,32 @@ pub extern "C-unwind" fn prodguard_denial_writer_main(arg: pg_sys::Datum) {
             return;
         }
     }
+}
+
+/// Removes the rows of prodguard.denial_log and prodguard.alerts older than
+/// prodguard.denial_log_retention: when the writer starts, then at most once an hour.
+fn expire(expired_at: &mut Option<Instant>) {
+    let retention = crate::core::settings::DENIAL_LOG_RETENTION.get();
+    if retention <= 0 || expired_at.is_some_and(|t| t.elapsed() < Duration::from_secs(3600)) {
+        return;
+    }
+    *expired_at = Some(Instant::now());
+    let _own = crate::core::passes::FlagGuard::set(&crate::core::passes::OWN_WRITE, true);
+    let _purging = crate::core::passes::FlagGuard::set(&crate::core::passes::PURGING, true);
+    BackgroundWorker::transaction(|| {
+        Spi::run("SET LOCAL search_path = pg_catalog, pg_temp")
+            .unwrap_or_else(|e| pgrx::error!("prodguard: {e}"));
+        // (a table dropped with the extension meanwhile is no error: nothing to expire)
+        for table in ["denial_log", "alerts"] {
+            Spi::run(&format!(
+                "DO $expire$ BEGIN
+                     DELETE FROM prodguard.{table} WHERE at < pg_catalog.now() - {retention} * interval '1 second';
+                 EXCEPTION WHEN undefined_table THEN NULL;
+                 END $expire$"
+            ))
+            .unwrap_or_else(|e| pgrx::error!("prodguard: could not expire {table}: {e}"));
+        }
+    });
 }
 
 /// Writes one batch taken from the queue: denials, alerts and row counts each in their own

@@ -13,6 +13,9 @@ CREATE TABLE extraction_products (
     confidence double precision, seen_at timestamptz, ocr jsonb, crop bytea,
     PRIMARY KEY (queue_item, position));
 GRANT SELECT, INSERT, UPDATE, DELETE ON extraction_products TO pipeline;
+-- (a restore acts with its caller's rights, and the audit shows a reader only the tables
+-- it may read: the operator who restores holds the same privileges as the service)
+GRANT SELECT, INSERT, UPDATE, DELETE ON extraction_products TO oncall;
 INSERT INTO extraction_products VALUES
     (9, 1, 'Irn-Bru 330ml', 0.85, '{2,3}', 0.91, '2024-05-01 10:15:00+00', '{"lines": ["IRN-BRU"], "box": [1, 2]}', '\x0102'),
     (9, 2, 'Co-op Still Water 2L', 0.50, '{4}', 0.88, '2024-05-01 10:15:01+00', '{"lines": ["STILL"]}', NULL),

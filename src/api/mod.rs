@@ -12,10 +12,12 @@
 //! - `scan`: `scan()`, `scan_table()`;
 //! - `restore`: `restore_row()`, `undo_transaction()`, `restore_table()`,
 //!   `restore_backup()`, `purge_audit()`;
-//! - `status`: `status()`, `metrics`, the preload check of CREATE EXTENSION.
+//! - `status`: `status()`, `metrics`, the preload check of CREATE EXTENSION;
+//! - `json_members`: the top-level members of an audited row's jsonb text (restores).
 
 pub mod changes;
 pub mod dictionary;
+pub mod json_members;
 pub mod protect;
 pub mod protect_schema;
 pub mod restore;

@@ -19,13 +19,14 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
+use crate::api::json_members;
 use crate::core::table_arg::{Accepts, TableArg};
 
 use crate::core::breakglass;
 use crate::core::error::{raise, raise_internal};
 use crate::core::extension;
 use crate::core::finding::{Finding, Guard};
-use crate::core::passes::{FlagGuard, PURGING, RESTORING};
+use crate::core::passes::{FlagGuard, PURGING, RESTORER, RESTORING};
 use crate::core::pg;
 use crate::core::settings;
 use crate::guards::policy;
@@ -164,15 +165,66 @@ fn undo(
     // identity columns GENERATED ALWAYS can only be set to DEFAULT by an UPDATE (their
     // value is the row's, unchanged: restore leaves them alone there)
     let columns = columns_of(change.table);
-    let (cols, update_cols) = (&columns.0, &columns.1);
-    // only the key's column names are read here; its values go back to SQL as jsonb
-    let keys: Vec<String> = serde_json::from_str::<serde_json::Value>(key)
-        .ok()
-        .and_then(|k| {
-            k.as_object()
-                .map(|o| o.keys().map(pgrx::spi::quote_identifier).collect())
-        })
+    // Values are stored by column name: after a column was renamed or dropped, a value of
+    // it has nowhere to go, and the restore refuses rather than leave it NULL. Columns
+    // added since take no part (an INSERT gives them their defaults, an UPDATE leaves them).
+    let old_values = change
+        .old_row
+        .as_deref()
+        .map(json_members::members)
         .unwrap_or_default();
+    let new_values = change
+        .new_row
+        .as_deref()
+        .map(json_members::members)
+        .unwrap_or_default();
+    let key_names: Vec<String> = json_members::members(key)
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    let needed: Vec<&String> = match (&change.old_row, &change.new_row) {
+        (Some(_), None) => old_values.iter().map(|m| &m.0).collect(),
+        (Some(_), Some(_)) => old_values
+            .iter()
+            .filter(|(k, v)| !new_values.iter().any(|(nk, nv)| nk == k && nv == v))
+            .map(|(k, _)| k)
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Some(gone) = key_names
+        .iter()
+        .chain(needed)
+        .find(|k| !columns.existing.contains(*k))
+    {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "cannot restore audit entry {}: column \"{gone}\" of {} no longer exists",
+                change.id,
+                pg::describe_table(change.table)
+            ),
+            "The audit log keeps values by column name, and the column was renamed or dropped after the change.",
+            "Rename the column back for the restore, or put the value back by hand from the entry's old_row.",
+        );
+    }
+    let present = |c: &&(String, String)| old_values.iter().any(|m| m.0 == c.0);
+    let cols: Vec<String> = columns
+        .write
+        .iter()
+        .filter(present)
+        .map(|c| c.1.clone())
+        .collect();
+    let update_cols: Vec<String> = columns
+        .update
+        .iter()
+        .filter(present)
+        .map(|c| c.1.clone())
+        .collect();
+    // only the key's column names are read here; its values go back to SQL as jsonb
+    let keys: Vec<String> = key_names
+        .iter()
+        .map(|k| pgrx::spi::quote_identifier(k))
+        .collect();
     let key_match = format!(
         "({}) = (SELECT {} FROM jsonb_populate_record(NULL::{table}, $1::jsonb) r)",
         qualified("t", &keys),
@@ -200,8 +252,14 @@ fn undo(
         ),
         (None, None) => return false,
     };
-    let changed = extension::as_owner_of(change.table, || {
-        let _restoring = FlagGuard::set(&RESTORING, true);
+    let op = match (&change.old_row, &change.new_row) {
+        (None, _) => "DELETE",
+        (Some(_), None) => "INSERT",
+        (Some(_), Some(_)) => "UPDATE",
+    };
+    require_rights(change.table, op);
+    let _restoring = Restoring::start();
+    let changed = extension::as_owner_restricted(change.table, || {
         Spi::connect_mut(|client| {
             client
                 .update(&sql, None, &[key.as_str().into(), arg.as_str().into()])
@@ -269,23 +327,39 @@ fn qualified(alias: &str, columns: &[String]) -> String {
         .join(", ")
 }
 
+/// A table's columns as restores use them: (name, quoted name) of those a restore writes
+/// and those a restoring UPDATE writes, and the names of every column there is.
+struct Columns {
+    write: Vec<(String, String)>,
+    update: Vec<(String, String)>,
+    existing: std::collections::HashSet<String>,
+}
+
 thread_local! {
     /// The columns of the last table restored, within one restore call (no DDL can run in
     /// the middle of one): a 100,000-row restore_table() looks them up once, not 200,000
     /// times.
-    static COLUMNS: std::cell::RefCell<Option<(pg_sys::Oid, Rc<(Vec<String>, Vec<String>)>)>> =
+    static COLUMNS: std::cell::RefCell<Option<(pg_sys::Oid, Rc<Columns>)>> =
         const { std::cell::RefCell::new(None) };
 }
 
-/// (columns a restore writes, columns a restoring UPDATE writes) of a table, looked up
-/// once per table and restore call.
-fn columns_of(relid: pg_sys::Oid) -> Rc<(Vec<String>, Vec<String>)> {
+/// The columns of a table, looked up once per table and restore call.
+fn columns_of(relid: pg_sys::Oid) -> Rc<Columns> {
     if let Some((r, c)) = COLUMNS.with_borrow(|c| c.clone()) {
         if r == relid {
             return c;
         }
     }
-    let c = Rc::new((writable_columns(relid), writable_columns_for_update(relid)));
+    let c = Rc::new(Columns {
+        write: writable_columns(relid),
+        // identity columns GENERATED ALWAYS can only be set to DEFAULT by an UPDATE (their
+        // value is the row's, unchanged: restore leaves them alone there)
+        update: columns_where(relid, "attgenerated = '' AND attidentity <> 'a'"),
+        existing: columns_where(relid, "true")
+            .into_iter()
+            .map(|c| c.0)
+            .collect(),
+    });
     COLUMNS.with_borrow_mut(|m| *m = Some((relid, c.clone())));
     c
 }
@@ -296,22 +370,18 @@ fn forget_columns() {
 }
 
 /// The columns a restore writes: not dropped, not generated.
-fn writable_columns(relid: pg_sys::Oid) -> Vec<String> {
+fn writable_columns(relid: pg_sys::Oid) -> Vec<(String, String)> {
     columns_where(relid, "attgenerated = ''")
 }
 
-/// The columns a restoring UPDATE writes: also not identity GENERATED ALWAYS.
-fn writable_columns_for_update(relid: pg_sys::Oid) -> Vec<String> {
-    columns_where(relid, "attgenerated = '' AND attidentity <> 'a'")
-}
-
-fn columns_where(relid: pg_sys::Oid, condition: &str) -> Vec<String> {
+/// (name, quoted name) of the columns that meet `condition`, in order.
+fn columns_where(relid: pg_sys::Oid, condition: &str) -> Vec<(String, String)> {
     extension::with_pinned_search_path(|| {
         Spi::connect(|client| {
             client
                 .select(
                     &format!(
-                        "SELECT quote_ident(attname) FROM pg_attribute
+                        "SELECT attname::text, quote_ident(attname) FROM pg_attribute
                           WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND {condition}
                           ORDER BY attnum"
                     ),
@@ -319,8 +389,10 @@ fn columns_where(relid: pg_sys::Oid, condition: &str) -> Vec<String> {
                     &[relid.into()],
                 )
                 .map(|rows| {
-                    rows.filter_map(|r| r.get::<String>(1).ok().flatten())
-                        .collect()
+                    rows.filter_map(|r| {
+                        Some((r.get::<String>(1).ok()??, r.get::<String>(2).ok()??))
+                    })
+                    .collect()
                 })
                 .unwrap_or_default()
         })
@@ -440,33 +512,64 @@ fn restore_backup(audit_id: i64) -> i64 {
     .ok()
     .flatten();
     let relid = match exists {
-        Some(oid) => oid,
+        Some(oid) => {
+            // a table that is there is written with the caller's rights
+            require_rights(oid, "INSERT");
+            oid
+        }
         None => extension::as_owner_of(log, || recreate(&schema, &table, &def.0))
             .unwrap_or(pg_sys::InvalidOid),
     };
-    let cols = writable_columns(relid);
+    let cols: Vec<String> = writable_columns(relid).into_iter().map(|c| c.1).collect();
     let col_list = cols.join(", ");
     let r_cols = qualified("r", &cols);
-    let sql = format!(
+    let insert = format!(
         "INSERT INTO {table} ({col_list}) OVERRIDING SYSTEM VALUE
-         SELECT {r_cols} FROM prodguard.backup_row b, jsonb_populate_record(NULL::{table}, b.row_data) r
-          WHERE b.audit_id = $1 ORDER BY b.ordinal"
+         SELECT {r_cols} FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, n),
+                jsonb_populate_record(NULL::{table}, e.v) r
+          ORDER BY e.n"
     );
-    // as the extension's owner, who reads the backups (the table's owner may not)
+    // The backed-up rows are read as the extension's owner (the table's owner may not read
+    // them) and written in batches as the table's owner, restricted (its triggers run as
+    // it, not as the extension's owner, and leave nothing behind).
+    let _restoring = Restoring::start();
     let inserted = extension::as_owner_of(log, || {
-        let _restoring = FlagGuard::set(&RESTORING, true);
-        Spi::connect_mut(|client| {
-            client
-                .update(&sql, None, &[audit_id.into()])
-                .map(|t| t.len())
+        Spi::connect(|client| -> Result<i64, pgrx::spi::SpiError> {
+            let mut cursor = client.open_cursor(
+                "SELECT row_data::text FROM prodguard.backup_row WHERE audit_id = $1 ORDER BY ordinal",
+                &[audit_id.into()],
+            );
+            let mut n = 0i64;
+            loop {
+                let rows: Vec<String> = cursor
+                    .fetch(BACKUP_BATCH)?
+                    .filter_map(|r| r.get::<String>(1).ok().flatten())
+                    .collect();
+                if rows.is_empty() {
+                    return Ok(n);
+                }
+                let batch = format!("[{}]", rows.join(","));
+                let written = extension::as_owner_restricted(relid, || {
+                    Spi::connect_mut(|c| {
+                        c.update(&insert, None, &[batch.as_str().into()])
+                            .map(|t| t.len())
+                    })
+                })
+                .transpose()?
+                .unwrap_or(0);
+                n += written as i64;
+            }
         })
     });
     match inserted {
-        Some(Ok(n)) => n as i64,
+        Some(Ok(n)) => n,
         Some(Err(e)) => raise_internal(&format!("restore the backup of {table}"), e),
         None => 0,
     }
 }
+
+/// Rows of a backup written per statement by restore_backup().
+const BACKUP_BATCH: i64 = 1000;
 
 /// Recreates a dropped table from its backed-up definition (columns, types, NOT NULL,
 /// primary key), owned by its original owner (or the caller, for a backup taken before
@@ -542,6 +645,75 @@ fn limit_rows(command: &str, object: String, rows: usize, relation: Option<pg_sy
             "Otherwise restore in parts of at most {limit} rows (prodguard.restore_row, or restore_table to a later time first)."
         )),
     );
+}
+
+/// The RESTORING pass, with the calling role noted for the RESTORE entries.
+struct Restoring {
+    _flag: FlagGuard,
+    previous: pg_sys::Oid,
+}
+
+impl Restoring {
+    fn start() -> Restoring {
+        // SAFETY: reads the current user id (the caller: rows are written as the table's
+        // owner only inside).
+        let caller = unsafe { pg_sys::GetUserId() };
+        Restoring {
+            _flag: FlagGuard::set(&RESTORING, true),
+            previous: RESTORER.replace(caller),
+        }
+    }
+}
+
+impl Drop for Restoring {
+    fn drop(&mut self) {
+        RESTORER.set(self.previous);
+    }
+}
+
+/// A restore acts with the caller's rights: it writes a table only where the caller could
+/// make the same change (`op` and SELECT, which finding the row needs), and not in a table
+/// with row-level security unless the caller bypasses it (its policies cannot be checked
+/// for rows put back by key). Superusers pass.
+fn require_rights(relid: pg_sys::Oid, op: &str) {
+    let mode = match op {
+        "DELETE" => pg_sys::ACL_DELETE,
+        "INSERT" => pg_sys::ACL_INSERT,
+        _ => pg_sys::ACL_UPDATE,
+    } as pg_sys::AclMode;
+    // SAFETY: privilege checks and syscache lookups inside a transaction.
+    let (allowed, rls_blocks) = unsafe {
+        let user = pg_sys::GetUserId();
+        let allowed =
+            pg_sys::pg_class_aclcheck(relid, user, mode | pg_sys::ACL_SELECT as pg_sys::AclMode)
+                == pg_sys::AclResult::ACLCHECK_OK;
+        let rls = pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32;
+        (allowed, rls)
+    };
+    let name = pg::describe_table(relid);
+    if !allowed {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to restore {name}"),
+            format!(
+                "A restore acts with the rights of the role that calls it, and role \"{}\" may not SELECT and {op} rows of {name}.",
+                pg::current_user()
+            ),
+            "Grant the role those privileges on the table, or have its owner or a superuser run the restore.",
+        );
+    }
+    if rls_blocks {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to restore {name}: it has row-level security"),
+            format!(
+                "Row-level security applies to role \"{}\" on {name}, and a restore puts rows back by key, past its policies.",
+                pg::current_user()
+            ),
+            "Have the table's owner, a superuser or a role with BYPASSRLS run the restore.",
+        );
+    }
 }
 
 /// Every function here writes: operators only, and not on a standby.

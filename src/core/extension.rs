@@ -142,6 +142,46 @@ pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Runs `f` as the owner of `rel` the way REFRESH MATERIALIZED VIEW runs a view's query:
+/// under SECURITY_RESTRICTED_OPERATION (no temporary objects, no SET ROLE, nothing that
+/// outlives the operation), with search_path pinned, and every setting the owner's code
+/// (a trigger) changes put back afterwards. For writing rows of a user's table on behalf
+/// of someone else (restores): the table owner's triggers cannot act as the caller, nor
+/// leave anything behind for the caller's next statement. `None` when `rel` is gone.
+pub fn as_owner_restricted<R>(rel: pg_sys::Oid, f: impl FnOnce() -> R) -> Option<R> {
+    let owner = crate::core::pg::relation_owner(rel)?;
+    let mut saved_user = pg_sys::InvalidOid;
+    let mut saved_context = 0;
+    // SAFETY: the sequence ExecRefreshMatView uses: a new GUC nest level, the owner as the
+    // current user in a restricted context, then the user and every setting put back
+    // (AtEOXact_GUC with isCommit = false reverts even plain SETs made inside). An ERROR
+    // in `f` aborts the (sub)transaction, which restores the user and pops the level.
+    unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_context
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        );
+        let result = f();
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
+        pg_sys::AtEOXact_GUC(false, nest);
+        Some(result)
+    }
+}
+
 /// Runs `f` with `role` as the current user. An ERROR inside `f` aborts the
 /// (sub)transaction, and PostgreSQL restores the user then.
 pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {

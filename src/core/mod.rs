@@ -19,6 +19,7 @@
 //! - `protection`: which tables are protected and how (the per-backend cache);
 //! - `restore_session`: the mark of a refused pg_restore session;
 //! - `spi`: read-only queries (that work on a hot standby);
+//! - `statement`: the statement being run as it is recorded (alone, secrets masked);
 //! - `table_arg`: the API's `regclass` arguments, checked before use.
 
 pub mod breakglass;
@@ -33,4 +34,5 @@ pub mod protection;
 pub mod restore_session;
 pub mod settings;
 pub mod spi;
+pub mod statement;
 pub mod table_arg;

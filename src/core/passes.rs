@@ -28,6 +28,9 @@ thread_local! {
     pub static OWN_DDL: Cell<bool> = const { Cell::new(false) };
     /// Set while a restore function writes rows.
     pub static RESTORING: Cell<bool> = const { Cell::new(false) };
+    /// The role that called the restore function being run (its RESTORE entries name it,
+    /// not the table owner the rows are written as).
+    pub static RESTORER: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
     /// Set while purge_audit() deletes: the only DELETE the append-only trigger lets through.
     pub static PURGING: Cell<bool> = const { Cell::new(false) };
     /// Set while pg_prodguard's own functions write its own tables (protection rules,

@@ -151,11 +151,10 @@ pub fn current_user() -> String {
     role_name(unsafe { pg_sys::GetUserId() })
 }
 
-/// The text of the statement being run, when PostgreSQL knows it.
+/// The text of the statement being run, when PostgreSQL knows it: only that statement
+/// of a multi-statement query string, with its secrets masked (`statement`).
 pub fn current_statement() -> Option<String> {
-    // SAFETY: debug_query_string is NULL or the NUL-terminated text of the current query.
-    let p = unsafe { pg_sys::debug_query_string };
-    (!p.is_null()).then(|| unsafe { cstr_or(p, "") })
+    crate::core::statement::current()
 }
 
 /// When this process is a logical replication apply worker: what it applies, as the audit

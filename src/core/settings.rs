@@ -135,6 +135,11 @@ pub static ROW_DROP_WINDOW: GucSetting<i32> = GucSetting::<i32>::new(3600);
 /// More refusals than this from one client within a minute raise a `denial_burst` alert
 /// (0: off).
 pub static DENIAL_BURST_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(100);
+/// How many refusals of one client per minute are stored in full in the denial log; the
+/// rest are counted and summed up in one record (0: no limit).
+pub static DENIAL_LOG_RATE: GucSetting<i32> = GucSetting::<i32>::new(60);
+/// How long the denial log and the alerts keep their rows, in seconds (0: for ever).
+pub static DENIAL_LOG_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(90 * 86_400);
 
 /// The environment of the current database, as this session sees it.
 pub fn environment() -> Environment {

@@ -184,7 +184,12 @@ fn audit_trigger_row<'a>(
                 .map(|(v, n)| k.encode(v, n))
         });
         let changed_columns = match (&old_cols, &new_cols) {
-            (Some(o), Some(n)) => Some(changed(o, n, tupdesc)),
+            (Some(o), Some(n)) => match changed(o, n, tupdesc) {
+                Some(columns) => Some(columns),
+                // an UPDATE that changed no column (`SET note = note`) changed nothing:
+                // no entry (issue 19: 2 MiB of audit for a 1 MiB row that stayed the same)
+                None => return Ok(None),
+            },
             _ => None,
         };
         let test_data = audit_log::take_test_data((*rel).rd_id, new, tupdesc);
@@ -245,7 +250,8 @@ fn note_silenced(relid: pg_sys::Oid) {
 }
 
 /// The names of the columns whose stored value differs between two versions of a row,
-/// given deformed (values, nulls), as a text[] datum (in the current memory context).
+/// given deformed (values, nulls), as a text[] datum (in the current memory context);
+/// `None` when none differs.
 ///
 /// # Safety
 /// Both must be tuples of a relation with descriptor `tupdesc`, deformed with it.
@@ -253,7 +259,7 @@ unsafe fn changed(
     old: &(Vec<pg_sys::Datum>, Vec<bool>),
     new: &(Vec<pg_sys::Datum>, Vec<bool>),
     tupdesc: pg_sys::TupleDesc,
-) -> pg_sys::Datum {
+) -> Option<pg_sys::Datum> {
     let mut names = Vec::new();
     // SAFETY: guaranteed by the caller; attname is a NUL-terminated NameData; the array
     // is built from text datums of the right type, length and alignment.
@@ -274,14 +280,17 @@ unsafe fn changed(
                 )));
             }
         }
-        pg_sys::Datum::from(pg_sys::construct_array(
+        if names.is_empty() {
+            return None;
+        }
+        Some(pg_sys::Datum::from(pg_sys::construct_array(
             names.as_mut_ptr(),
             names.len() as i32,
             pg_sys::TEXTOID,
             -1,
             false,
             pg_sys::TYPALIGN_INT as std::ffi::c_char,
-        ))
+        )))
     }
 }
 

@@ -179,6 +179,32 @@ pub fn register() {
             None,
             None,
         );
+        GucRegistry::define_int_guc_with_hooks(
+            c"prodguard.denial_log_rate",
+            c"Store at most this many refusals of one client per minute in full in the denial log (0: no limit).",
+            c"The refusals beyond it are still refused, logged and counted, and summed up in one record of the denial log when the client's minute is over, so that one flooding client cannot crowd out the records of others.",
+            &DENIAL_LOG_RATE,
+            0,
+            i32::MAX,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_denial_log_rate),
+            None,
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"prodguard.denial_log_retention",
+            c"How long prodguard.denial_log and prodguard.alerts keep their rows (0: for ever).",
+            c"An interval such as '90d'; the denial writer removes older rows at most once an hour.",
+            &DENIAL_LOG_RETENTION,
+            0,
+            i32::MAX,
+            GucContext::Suset,
+            GucFlags::UNIT_S,
+            Some(check_denial_log_retention),
+            None,
+            None,
+        );
         // a postmaster setting can only be defined while the server starts
         if pg_sys::process_shared_preload_libraries_in_progress {
             define_denial_queue_size();
@@ -260,6 +286,18 @@ scalar_check_hook!(
     c_int,
     "prodguard.denial_burst_threshold",
     DENIAL_BURST_THRESHOLD.get()
+);
+scalar_check_hook!(
+    check_denial_log_rate,
+    c_int,
+    "prodguard.denial_log_rate",
+    DENIAL_LOG_RATE.get()
+);
+scalar_check_hook!(
+    check_denial_log_retention,
+    c_int,
+    "prodguard.denial_log_retention",
+    DENIAL_LOG_RETENTION.get()
 );
 scalar_check_hook!(
     check_test_data_action,

@@ -265,7 +265,11 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
                 b"old_row" => entry.old_row,
                 b"new_row" => entry.new_row,
                 b"changed_columns" => entry.changed_columns,
-                b"db_user" => Some(kept::role(pg_sys::GetUserId())),
+                b"db_user" => Some(kept::role(if crate::core::passes::RESTORING.get() {
+                    crate::core::passes::RESTORER.get()
+                } else {
+                    pg_sys::GetUserId()
+                })),
                 b"session_user" => Some(kept::role(pg_sys::GetSessionUserId())),
                 b"application_name" => Some(kept::application_name()),
                 b"client_addr" => kept::client_addr(),

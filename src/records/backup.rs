@@ -25,6 +25,15 @@ pub enum OverLimit {
     CopyFirst,
 }
 
+// pg_inherits.c (not in pgrx's bindings): locks a relation and every inheritor.
+unsafe extern "C-unwind" {
+    fn find_all_inheritors(
+        parent: pg_sys::Oid,
+        lockmode: pg_sys::LOCKMODE,
+        numparents: *mut *mut pg_sys::List,
+    ) -> *mut pg_sys::List;
+}
+
 pub fn backup(relid: pg_sys::Oid, audit_id: i64, command: &str) {
     backup_with(relid, audit_id, command, OverLimit::Refuse);
 }
@@ -35,6 +44,20 @@ pub fn backup_with(relid: pg_sys::Oid, audit_id: i64, command: &str, over_limit:
     let Some(log) = extension::own_table(c"backup_row") else {
         return;
     };
+    // The command's own lock (TRUNCATE and DROP take ACCESS EXCLUSIVE on the table and its
+    // partitions), taken before the copy rather than after it: no row can commit between
+    // the backup and the command, to be in neither.
+    // SAFETY: locks the relation and its inheritors for the rest of the transaction; the
+    // list is palloc'd in the current context.
+    unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            find_all_inheritors(
+                relid,
+                pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+                std::ptr::null_mut(),
+            )
+        });
+    }
     let table = pg::qualified_identifier(relid);
     let limit = i64::from(settings::BACKUP_MAX_ROWS.get());
     let done = extension::as_owner_of(log, || -> Result<(), String> {

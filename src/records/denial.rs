@@ -27,6 +27,7 @@ use pgrx::pg_sys;
 use crate::core::finding::{Finding, Guard};
 use crate::core::pg::{self, cstr_or};
 use crate::records::shmem::{self, Counter, Record};
+use crate::records::watch;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -156,12 +157,32 @@ fn queue(finding: &Finding, detail: &str, who: &Session) {
     if !shmem::available() || dboid == pg_sys::InvalidOid {
         return;
     }
+    let left = match watch::admit_record(who) {
+        watch::Admit::Count => {
+            shmem::count(Counter::DenialsSuppressed);
+            return;
+        }
+        watch::Admit::Store(left) => left,
+    };
     let mut r = Record::empty();
     // SAFETY: GetCurrentTimestamp has no preconditions.
     r.at = unsafe { pg_sys::GetCurrentTimestamp() };
     r.dboid = dboid.to_u32();
     who.fill(&mut r);
     r.guard.set(finding.guard.name());
+    if let Some((count, since)) = left {
+        // the previous minute of this client, summed up
+        let mut summary = r.clone();
+        summary.command.set("(refusals not stored)");
+        summary.object.set(&watch::client_name(who));
+        summary.detail.set(&format!(
+            "{count} more refusals of {} within the minute from {} were counted, not stored (prodguard.denial_log_rate is {}).",
+            watch::client_name(who),
+            pg::timestamp_text(since),
+            crate::core::settings::DENIAL_LOG_RATE.get()
+        ));
+        shmem::enqueue(&summary);
+    }
     r.command.set(&finding.command);
     r.object.set(&finding.object);
     r.detail.set(detail);

@@ -46,6 +46,7 @@ pub enum Counter {
     DenialsWritten,
     DenialsDropped,
     DenialsDiscarded,
+    DenialsSuppressed,
     AlertRowDrop,
     AlertOverrideUsed,
     AlertChangeUsed,
@@ -56,7 +57,7 @@ pub enum Counter {
 }
 
 /// Name and description of each counter.
-pub const COUNTERS: [(&str, &str); 19] = [
+pub const COUNTERS: [(&str, &str); 20] = [
     ("commands_refused", "statements refused by the command guard (utility statements)"),
     ("settings_refused", "changes of prodguard settings refused"),
     ("row_statements_refused", "DELETE/UPDATE/MERGE statements refused by the row guard"),
@@ -69,6 +70,7 @@ pub const COUNTERS: [(&str, &str); 19] = [
     ("denials_written", "denial records written to prodguard.denial_log"),
     ("denials_dropped", "denial records not queued because the queue was full (still in the server log)"),
     ("denials_discarded", "denial and alert records of databases without the extension, or whose writer kept failing (still in the server log)"),
+    ("denials_suppressed", "denial records not stored in full because their client passed prodguard.denial_log_rate within a minute (counted, summed up in one record, still in the server log)"),
     ("alerts_row_drop", "row_drop alerts: a protected table lost more than prodguard.row_drop_alert_percent of its rows within prodguard.row_drop_window"),
     ("alerts_override_used", "override_used alerts: a guarded statement ran on an operator's override"),
     ("alerts_change_used", "change_used alerts: a session ran guarded statements under an approved change"),

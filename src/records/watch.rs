@@ -69,6 +69,9 @@ struct Client {
     since: i64,
     count: u32,
     alerted: bool,
+    /// Refusals stored in full this minute, and those only counted.
+    stored: u32,
+    suppressed: u32,
 }
 
 #[repr(C)]
@@ -632,26 +635,7 @@ pub fn note_refusal(who: &Session) -> Option<u32> {
     let key = client_key(who);
     let now = now();
     locked(|sh| {
-        let i = sh
-            .clients
-            .iter()
-            .position(|c| c.key == key)
-            .unwrap_or_else(|| {
-                sh.clients
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, c)| c.since)
-                    .map_or(0, |(i, _)| i)
-            });
-        let c = &mut sh.clients[i];
-        if c.key != key || now - c.since > MINUTE_US {
-            *c = Client {
-                key,
-                since: now,
-                count: 0,
-                alerted: false,
-            };
-        }
+        let c = client_minute(sh, key, now).0;
         c.count += 1;
         if c.count > threshold && !c.alerted {
             c.alerted = true;
@@ -660,6 +644,68 @@ pub fn note_refusal(who: &Session) -> Option<u32> {
         None
     })
     .flatten()
+}
+
+/// The entry of client `key` for the minute around `now` (a new one when its minute is
+/// over, or the oldest entry evicted), and what the minute before left suppressed:
+/// (refusals, when that minute began).
+fn client_minute(sh: &mut Shared, key: u64, now: i64) -> (&mut Client, Option<(u32, i64)>) {
+    let i = sh
+        .clients
+        .iter()
+        .position(|c| c.key == key)
+        .unwrap_or_else(|| {
+            sh.clients
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| c.since)
+                .map_or(0, |(i, _)| i)
+        });
+    let c = &mut sh.clients[i];
+    let mut left = None;
+    if c.key != key || now - c.since > MINUTE_US {
+        if c.key == key && c.suppressed > 0 {
+            left = Some((c.suppressed, c.since));
+        }
+        *c = Client {
+            key,
+            since: now,
+            count: 0,
+            alerted: false,
+            stored: 0,
+            suppressed: 0,
+        };
+    }
+    (c, left)
+}
+
+/// Whether a refusal's record is stored in full: at most prodguard.denial_log_rate per
+/// client and minute, so that one client's flood costs the others nothing (its records
+/// past the rate are counted instead). `Store` carries what the client's previous minute
+/// left unstored, to be summed up in one record: (refusals, when that minute began).
+pub enum Admit {
+    Store(Option<(u32, i64)>),
+    Count,
+}
+
+pub fn admit_record(who: &Session) -> Admit {
+    let rate = u32::try_from(settings::DENIAL_LOG_RATE.get()).unwrap_or(0);
+    if rate == 0 {
+        return Admit::Store(None);
+    }
+    let key = client_key(who);
+    let now = now();
+    locked(|sh| {
+        let (c, left) = client_minute(sh, key, now);
+        if c.stored < rate {
+            c.stored += 1;
+            Admit::Store(left)
+        } else {
+            c.suppressed += 1;
+            Admit::Count
+        }
+    })
+    .unwrap_or(Admit::Store(None))
 }
 
 /// The client a refusal came from: its IP address, or its login role over a Unix socket.

@@ -397,7 +397,8 @@ pub unsafe fn string_node(node: *mut pg_sys::Node) -> String {
     unsafe { cstr_or((*(node as *mut pg_sys::String)).sval, "") }
 }
 
-/// The text of this one statement within a possibly multi-statement query string.
+/// The text of this one statement within a possibly multi-statement query string, its
+/// secrets masked (`core::statement`).
 ///
 /// # Safety
 /// As for `check`.
@@ -418,9 +419,7 @@ unsafe fn statement_text(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) 
         Ok(n) if n > 0 => (start + n).min(bytes.len()),
         _ => bytes.len(),
     };
-    Some(
-        String::from_utf8_lossy(&bytes[start..end])
-            .trim()
-            .to_string(),
-    )
+    Some(crate::core::statement::redact(
+        String::from_utf8_lossy(&bytes[start..end]).trim(),
+    ))
 }

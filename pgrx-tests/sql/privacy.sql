@@ -1,0 +1,173 @@
+-- Privacy (issue 19): what pg_prodguard records of a statement is the statement itself,
+-- with its secrets masked; never the other statements of the same query string.
+SET application_name = 'privacy-test';
+CREATE TABLE pv_orders (id int PRIMARY KEY, note text);
+INSERT INTO pv_orders VALUES (1, 'a'), (2, 'b');
+SELECT prodguard.protect('pv_orders');
+CREATE ROLE pv_app LOGIN;
+-- One query string, three statements (psql's \; sends them together): the ALTER ROLE ran,
+-- the TRUNCATE was refused, and the whole string rolled back.
+ALTER ROLE pv_app PASSWORD 'hunter2-secret' \; SELECT 1 \; TRUNCATE pv_orders;
+\echo :LAST_ERROR_SQLSTATE
+-- A refused statement that carries secrets itself.
+DO $$
+BEGIN
+    EXECUTE 'ALTER ROLE pv_app PASSWORD ''hunter3-secret''';
+    PERFORM 'host=db password=hunter4-secret';
+    TRUNCATE pv_orders;
+END $$;
+\echo :LAST_ERROR_SQLSTATE
+DO $$
+BEGIN
+    FOR i IN 1..400 LOOP
+        EXIT WHEN (SELECT count(*) FROM prodguard.denied_attempts
+                    WHERE application_name = 'privacy-test') >= 2;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+SELECT command, statement FROM prodguard.denied_attempts
+ WHERE application_name = 'privacy-test' ORDER BY at;
+SELECT count(*) AS secrets_recorded FROM prodguard.denied_attempts
+ WHERE statement ~ 'hunter[0-9]-secret';
+
+BEGIN;
+SET LOCAL prodguard.override = 'privacy test: clean up';
+DROP TABLE pv_orders;
+COMMIT;
+DROP ROLE pv_app;
+
+-- Reading the audit never shows more than the reader may SELECT: an auditor sees the
+-- entries of tables it may read in full, not those of a table with a column kept from
+-- it, nor of a table with row-level security.
+CREATE ROLE pv_auditor LOGIN IN ROLE prodguard_auditor;
+CREATE ROLE pv_operator LOGIN IN ROLE prodguard_operator;
+CREATE TABLE pv_users (id int PRIMARY KEY, email text, password_hash text);
+CREATE TABLE pv_notes (id int PRIMARY KEY, body text);
+CREATE TABLE pv_rls (id int PRIMARY KEY, owner_name text);
+ALTER TABLE pv_rls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY mine ON pv_rls USING (owner_name = current_user);
+SELECT prodguard.protect('pv_users'), prodguard.protect('pv_notes'), prodguard.protect('pv_rls');
+INSERT INTO pv_users VALUES (1, 'ada@shop.co.uk', 'scrypt$secret-hash');
+INSERT INTO pv_notes VALUES (1, 'hello');
+INSERT INTO pv_rls VALUES (1, 'someone_else');
+GRANT SELECT (id, email) ON pv_users TO pv_auditor;
+GRANT SELECT ON pv_notes, pv_rls TO pv_auditor;
+SET ROLE pv_auditor;
+SELECT table_name, new_row FROM prodguard.audit_log
+ WHERE table_name IN ('pv_users', 'pv_notes', 'pv_rls') ORDER BY id;
+SELECT count(*) AS hash_visible FROM prodguard.audit_log WHERE new_row::text LIKE '%secret-hash%';
+SELECT count(*) AS history_rows FROM prodguard.row_history('pv_users', '{"id": 1}');
+-- entries of commands carry no row values: every reader of the log sees them
+SELECT count(*) > 0 AS commands_visible FROM prodguard.audit_log WHERE table_oid IS NULL OR old_row IS NULL AND new_row IS NULL;
+RESET ROLE;
+-- with SELECT on the whole table, the entries are there
+GRANT SELECT ON pv_users TO pv_auditor;
+SET ROLE pv_auditor;
+SELECT count(*) AS history_rows FROM prodguard.row_history('pv_users', '{"id": 1}');
+RESET ROLE;
+-- a superuser reads everything
+SELECT count(*) AS superuser_sees FROM prodguard.audit_log WHERE table_name IN ('pv_users', 'pv_notes', 'pv_rls');
+
+-- No-op UPDATEs change nothing and write no entry.
+UPDATE pv_notes SET body = body WHERE id = 1;
+SELECT count(*) AS entries_of_pv_notes FROM prodguard.audit_log WHERE table_name = 'pv_notes';
+
+-- Restores act with the caller's rights: an operator without privileges on the table is
+-- refused; with them, the RESTORE entry names the operator and the reason.
+UPDATE pv_notes SET body = 'changed' WHERE id = 1;
+SELECT max(id) AS note_change FROM prodguard.audit_log WHERE table_name = 'pv_notes' \gset
+SET ROLE pv_operator;
+SELECT prodguard.restore_row(:note_change);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT SELECT, UPDATE ON pv_notes TO pv_operator;
+SET ROLE pv_operator;
+BEGIN;
+SET LOCAL prodguard.override = 'privacy test: undo the change to note 1';
+SELECT prodguard.restore_row(:note_change);
+COMMIT;
+RESET ROLE;
+SELECT body FROM pv_notes;
+SELECT action, db_user, override_reason FROM prodguard.audit_log
+ WHERE table_name = 'pv_notes' ORDER BY id DESC LIMIT 1;
+-- a table with row-level security is restored only by its owner or a bypassing role
+GRANT SELECT, INSERT, UPDATE, DELETE ON pv_rls TO pv_operator;
+SELECT max(id) AS rls_change FROM prodguard.audit_log WHERE table_name = 'pv_rls' \gset
+SET ROLE pv_operator;
+SELECT prodguard.restore_row(:rls_change);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+-- A restore runs the table owner's triggers restricted: what they set does not outlive
+-- the restore (the restoring superuser's search_path stays its own).
+CREATE ROLE pv_owner LOGIN;
+CREATE SCHEMA pv_trap AUTHORIZATION pv_owner;
+SET ROLE pv_owner;
+CREATE TABLE pv_trap.t (id int PRIMARY KEY, v text);
+CREATE FUNCTION pv_trap.lower(text) RETURNS text LANGUAGE sql AS $$ SELECT 'owned by pv_owner' $$;
+CREATE FUNCTION pv_trap.set_path() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('search_path', 'pv_trap, pg_catalog', false);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER set_path BEFORE INSERT OR UPDATE ON pv_trap.t FOR EACH ROW EXECUTE FUNCTION pv_trap.set_path();
+RESET ROLE;
+SELECT prodguard.protect('pv_trap.t');
+ALTER TABLE pv_trap.t DISABLE TRIGGER set_path;
+INSERT INTO pv_trap.t VALUES (1, 'a');
+UPDATE pv_trap.t SET v = 'b' WHERE id = 1;
+ALTER TABLE pv_trap.t ENABLE TRIGGER set_path;
+SHOW search_path;
+SELECT prodguard.restore_row((SELECT max(id) FROM prodguard.audit_log WHERE table_name = 't' AND schema_name = 'pv_trap'));
+SHOW search_path;
+SELECT lower('ABC');
+SELECT v FROM pv_trap.t;
+
+-- After RENAME COLUMN, a restore that would need the old column refuses (never a NULL);
+-- one that does not need it works.
+INSERT INTO pv_notes VALUES (2, 'second');
+UPDATE pv_notes SET body = 'second, changed' WHERE id = 2;
+ALTER TABLE pv_notes RENAME COLUMN body TO text_body;
+SELECT prodguard.restore_row((SELECT max(id) FROM prodguard.audit_log
+                               WHERE table_name = 'pv_notes' AND changed_columns = '{body}'), force => true);
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE pv_notes ADD COLUMN id2 int;
+UPDATE pv_notes SET id2 = 7 WHERE id = 1;
+SELECT prodguard.restore_row((SELECT max(id) FROM prodguard.audit_log WHERE table_name = 'pv_notes'));
+SELECT * FROM pv_notes ORDER BY id;
+
+-- The denial log keeps at most prodguard.denial_log_rate records of one client per
+-- minute; the rest are counted (and summed up in one record when the minute is over).
+CREATE ROLE pv_flood LOGIN;
+GRANT USAGE ON SCHEMA public TO pv_flood;
+BEGIN;
+SET LOCAL prodguard.override = 'privacy test: a small rate for one role';
+ALTER ROLE pv_flood SET prodguard.denial_log_rate = 3;
+COMMIT;
+SELECT value::bigint AS suppressed_before FROM prodguard.metrics WHERE metric = 'denials_suppressed' \gset
+\c - pv_flood
+SET application_name = 'privacy-flood';
+TRUNCATE pv_notes;
+TRUNCATE pv_users;
+TRUNCATE pv_rls;
+TRUNCATE pv_notes;
+TRUNCATE pv_users;
+\c - postgres
+DO $$
+BEGIN
+    FOR i IN 1..100 LOOP
+        EXIT WHEN (SELECT count(*) FROM prodguard.denied_attempts
+                    WHERE application_name = 'privacy-flood') >= 3;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+SELECT count(*) AS stored FROM prodguard.denied_attempts WHERE application_name = 'privacy-flood';
+SELECT value::bigint - :suppressed_before AS suppressed FROM prodguard.metrics WHERE metric = 'denials_suppressed';
+
+BEGIN;
+SET LOCAL prodguard.override = 'privacy test: clean up';
+DROP TABLE pv_users, pv_notes, pv_rls, pv_trap.t;
+DROP SCHEMA pv_trap CASCADE;
+DROP OWNED BY pv_auditor, pv_operator, pv_owner, pv_flood;
+COMMIT;
+DROP ROLE pv_auditor, pv_operator, pv_owner, pv_flood;

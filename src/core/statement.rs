@@ -1,0 +1,271 @@
+//! The text of the statement being run, as pg_prodguard records it (denial log, audit log,
+//! server log lines): only the statement itself, never the other statements of a
+//! multi-statement query string, and with secrets masked: the string after `PASSWORD`
+//! (CREATE/ALTER ROLE), option values named like a secret (`password`, `secret`, `token`,
+//! ... in user mappings, servers and the like) and `password=` inside connection strings
+//! are written as `'********'` (issue 19). PostgreSQL's own log keeps them; the audit and
+//! denial logs are read by more roles than the server log.
+
+use std::cell::Cell;
+use std::ffi::{c_char, CStr};
+
+use pgrx::pg_sys;
+
+thread_local! {
+    /// Where the statement being run sits in the query string: (string, start, length).
+    static SPAN: Cell<Option<(usize, i32, i32)>> = const { Cell::new(None) };
+}
+
+/// Notes where the statement about to run sits in `source`, when `source` is the query
+/// string of the client's message (a statement inside a function has its own text, and
+/// the client's statement is the one recorded).
+pub fn note(source: *const c_char, location: i32, len: i32) {
+    // SAFETY: reads a backend global.
+    let top = unsafe { pg_sys::debug_query_string };
+    if !source.is_null() && source == top {
+        SPAN.set(Some((source as usize, location, len)));
+    }
+}
+
+/// The statement being run, redacted; `None` when PostgreSQL does not know its text.
+pub fn current() -> Option<String> {
+    // SAFETY: debug_query_string is NULL or the NUL-terminated text of the current query.
+    let p = unsafe { pg_sys::debug_query_string };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: as above.
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+    let text = match SPAN.get() {
+        Some((at, location, len)) if at == p as usize && location >= 0 => {
+            let start = (location as usize).min(bytes.len());
+            let end = if len > 0 {
+                (start + len as usize).min(bytes.len())
+            } else {
+                bytes.len()
+            };
+            &bytes[start..end]
+        }
+        _ => bytes,
+    };
+    Some(redact(String::from_utf8_lossy(text).trim()))
+}
+
+/// Words after which a string literal is a secret (case-insensitive): role passwords and
+/// the options of servers, user mappings and the like.
+const SECRET_WORDS: [&str; 12] = [
+    "password",
+    "passwd",
+    "sslpassword",
+    "sslkey",
+    "secret",
+    "secret_key",
+    "token",
+    "api_key",
+    "apikey",
+    "access_key",
+    "private_key",
+    "passphrase",
+];
+
+const MASK: &str = "'********'";
+
+/// `sql` with its secret literals masked (see the module comment). A lexer of SQL's
+/// literals, identifiers and comments; everything else is copied as it is.
+pub fn redact(sql: &str) -> String {
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut last_word = String::new();
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            i = b[i..]
+                .iter()
+                .position(|&x| x == b'\n')
+                .map_or(b.len(), |n| i + n);
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            i = find(b, i + 2, b"*/").map_or(b.len(), |n| n + 2);
+        } else if c == b'\'' || ((c == b'e' || c == b'E') && b.get(i + 1) == Some(&b'\'')) {
+            let start = i;
+            let backslashes = c != b'\'';
+            i = literal_end(b, if backslashes { i + 1 } else { i }, backslashes);
+            let literal = &sql[start..i];
+            if is_secret_word(&last_word) {
+                out.push_str(&sql[copied..start]);
+                out.push_str(MASK);
+                copied = i;
+            } else if let Some(masked) = mask_conninfo(literal).or_else(|| inner_sql(literal)) {
+                out.push_str(&sql[copied..start]);
+                out.push_str(&masked);
+                copied = i;
+            }
+            last_word.clear();
+        } else if c == b'$' {
+            // a dollar-quoted string ($$...$$, $tag$...$tag$), else a parameter ($1)
+            let tag_end = b[i + 1..]
+                .iter()
+                .position(|&x| !(x.is_ascii_alphanumeric() || x == b'_'))
+                .map(|n| i + 1 + n);
+            match tag_end {
+                Some(e) if b[e] == b'$' && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit) => {
+                    let tag = &b[i..=e];
+                    let start = i;
+                    i = find(b, e + 1, tag).map_or(b.len(), |n| n + tag.len());
+                    if is_secret_word(&last_word) {
+                        out.push_str(&sql[copied..start]);
+                        out.push_str(MASK);
+                        copied = i;
+                    } else if i >= start + 2 * tag.len() {
+                        // a function or DO body: SQL, redacted in turn
+                        let tag = &sql[start..start + tag.len()];
+                        let body = &sql[start + tag.len()..i - tag.len()];
+                        let masked = redact(body);
+                        if masked != body {
+                            out.push_str(&sql[copied..start]);
+                            out.push_str(&format!("{tag}{masked}{tag}"));
+                            copied = i;
+                        }
+                    }
+                    last_word.clear();
+                }
+                _ => i += 1,
+            }
+        } else if c == b'"' {
+            let start = i + 1;
+            i = literal_end(b, i, false);
+            // a quoted identifier: OPTIONS ("password" '...')
+            last_word = sql[start..i.saturating_sub(1).max(start)].to_ascii_lowercase();
+        } else if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$') {
+                i += 1;
+            }
+            last_word = sql[start..i].to_ascii_lowercase();
+        } else {
+            if !c.is_ascii_whitespace() && c != b'=' {
+                last_word.clear();
+            }
+            i += 1;
+        }
+    }
+    out.push_str(&sql[copied..]);
+    out
+}
+
+/// SQL text inside a plain string literal (`EXECUTE 'ALTER ROLE x PASSWORD ''...'''`),
+/// redacted, when that changes it.
+fn inner_sql(literal: &str) -> Option<String> {
+    let inner = literal.strip_prefix('\'')?.strip_suffix('\'')?;
+    let inner = inner.replace("''", "'");
+    let masked = redact(&inner);
+    (masked != inner).then(|| format!("'{}'", masked.replace('\'', "''")))
+}
+
+fn is_secret_word(word: &str) -> bool {
+    SECRET_WORDS.contains(&word)
+}
+
+/// The index after the literal (or quoted identifier) whose opening quote is at `at`.
+fn literal_end(b: &[u8], at: usize, backslashes: bool) -> usize {
+    let quote = b[at];
+    let mut i = at + 1;
+    while i < b.len() {
+        if backslashes && b[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if b[i] == quote {
+            if b.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+fn find(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    if from > b.len() {
+        return None;
+    }
+    b[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|n| from + n)
+}
+
+/// A literal holding a connection string with a password (`'host=db password=s3cret'`,
+/// `'postgresql://u:s3cret@db/x'`), with the password masked; `None` when it holds none.
+fn mask_conninfo(literal: &str) -> Option<String> {
+    let lower = literal.to_ascii_lowercase();
+    let mut out = literal.to_string();
+    let mut changed = false;
+    if let Some(at) = lower.find("password=") {
+        let start = at + "password=".len();
+        let end = literal[start..]
+            .find(|c: char| c.is_whitespace() || c == '\'')
+            .map_or(literal.len(), |n| start + n);
+        out.replace_range(start..end, "********");
+        changed = true;
+    } else if let Some(scheme) = lower.find("://") {
+        // user:password@host
+        let rest = &literal[scheme + 3..];
+        if let (Some(colon), Some(at)) = (rest.find(':'), rest.find('@')) {
+            if colon < at {
+                let start = scheme + 3 + colon + 1;
+                out.replace_range(start..scheme + 3 + at, "********");
+                changed = true;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::redact;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn redacts_passwords_and_secret_options() {
+        assert_eq!(
+            redact("ALTER ROLE x PASSWORD 'hunter2'"),
+            "ALTER ROLE x PASSWORD '********'"
+        );
+        assert_eq!(
+            redact("create user bob with encrypted password E'it''s\\'s'; DELETE FROM t"),
+            "create user bob with encrypted password '********'; DELETE FROM t"
+        );
+        assert_eq!(
+            redact("CREATE USER MAPPING FOR bob SERVER s OPTIONS (user 'bob', password 's3cret')"),
+            "CREATE USER MAPPING FOR bob SERVER s OPTIONS (user 'bob', password '********')"
+        );
+        assert_eq!(
+            redact("ALTER USER MAPPING FOR bob SERVER s OPTIONS (SET \"password\" $x$p$x$)"),
+            "ALTER USER MAPPING FOR bob SERVER s OPTIONS (SET \"password\" '********')"
+        );
+        assert_eq!(
+            redact("SELECT dblink_connect('host=db password=s3cret user=x')"),
+            "SELECT dblink_connect('host=db password=******** user=x')"
+        );
+        assert_eq!(
+            redact("SELECT 'postgresql://u:s3cret@db/x'"),
+            "SELECT 'postgresql://u:********@db/x'"
+        );
+        // inside a DO body, and SQL text inside a string
+        assert_eq!(
+            redact("DO $$BEGIN EXECUTE 'ALTER ROLE x PASSWORD ''y'''; END$$"),
+            "DO $$BEGIN EXECUTE 'ALTER ROLE x PASSWORD ''********'''; END$$"
+        );
+        // the word in a comment or a value is not a keyword; other literals stay
+        assert_eq!(
+            redact("UPDATE t SET note = 'password' -- password 'x'\n WHERE id = $1"),
+            "UPDATE t SET note = 'password' -- password 'x'\n WHERE id = $1"
+        );
+    }
+}
