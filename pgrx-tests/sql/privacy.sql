@@ -137,7 +137,8 @@ SELECT prodguard.restore_row((SELECT max(id) FROM prodguard.audit_log WHERE tabl
 SELECT * FROM pv_notes ORDER BY id;
 
 -- The denial log keeps at most prodguard.denial_log_rate records of one client per
--- minute; the rest are counted (and summed up in one record when the minute is over).
+-- minute; the rest are counted (and summed up in one record when the minute is over),
+-- and a statement the client repeats is stored once.
 CREATE ROLE pv_flood LOGIN;
 GRANT USAGE ON SCHEMA public TO pv_flood;
 BEGIN;
@@ -148,9 +149,9 @@ SELECT value::bigint AS suppressed_before FROM prodguard.metrics WHERE metric = 
 \c - pv_flood
 SET application_name = 'privacy-flood';
 TRUNCATE pv_notes;
+TRUNCATE pv_notes;
 TRUNCATE pv_users;
 TRUNCATE pv_rls;
-TRUNCATE pv_notes;
 TRUNCATE pv_users;
 \c - postgres
 DO $$
@@ -161,7 +162,8 @@ BEGIN
         PERFORM pg_sleep(0.05);
     END LOOP;
 END $$;
-SELECT count(*) AS stored FROM prodguard.denied_attempts WHERE application_name = 'privacy-flood';
+-- (a statement the client repeats has its text stored once)
+SELECT object, statement FROM prodguard.denied_attempts WHERE application_name = 'privacy-flood' ORDER BY at;
 SELECT value::bigint - :suppressed_before AS suppressed FROM prodguard.metrics WHERE metric = 'denials_suppressed';
 
 BEGIN;

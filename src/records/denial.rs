@@ -157,12 +157,13 @@ fn queue(finding: &Finding, detail: &str, who: &Session) {
     if !shmem::available() || dboid == pg_sys::InvalidOid {
         return;
     }
-    let left = match watch::admit_record(who) {
+    let statement = pg::current_statement().unwrap_or_default();
+    let (left, repeated) = match watch::admit_record(who, &statement) {
         watch::Admit::Count => {
             shmem::count(Counter::DenialsSuppressed);
             return;
         }
-        watch::Admit::Store(left) => left,
+        watch::Admit::Store { left, repeated } => (left, repeated),
     };
     let mut r = Record::empty();
     // SAFETY: GetCurrentTimestamp has no preconditions.
@@ -186,8 +187,12 @@ fn queue(finding: &Finding, detail: &str, who: &Session) {
     r.command.set(&finding.command);
     r.object.set(&finding.object);
     r.detail.set(detail);
-    r.statement
-        .set(&pg::current_statement().unwrap_or_default());
+    // a client repeating one statement has its text stored once per minute
+    r.statement.set(if repeated {
+        "(the same statement as this client's previous refusal)"
+    } else {
+        &statement
+    });
     shmem::enqueue(&r);
 }
 

@@ -72,6 +72,8 @@ struct Client {
     /// Refusals stored in full this minute, and those only counted.
     stored: u32,
     suppressed: u32,
+    /// A hash of the statement text last stored for the client this minute.
+    statement: u64,
 }
 
 #[repr(C)]
@@ -674,6 +676,7 @@ fn client_minute(sh: &mut Shared, key: u64, now: i64) -> (&mut Client, Option<(u
             alerted: false,
             stored: 0,
             suppressed: 0,
+            statement: 0,
         };
     }
     (c, left)
@@ -683,29 +686,43 @@ fn client_minute(sh: &mut Shared, key: u64, now: i64) -> (&mut Client, Option<(u
 /// client and minute, so that one client's flood costs the others nothing (its records
 /// past the rate are counted instead). `Store` carries what the client's previous minute
 /// left unstored, to be summed up in one record: (refusals, when that minute began).
+/// `Store` also says whether the statement is the one the client's previous stored
+/// record of this minute has already (its text is then stored once, not again).
 pub enum Admit {
-    Store(Option<(u32, i64)>),
+    Store {
+        left: Option<(u32, i64)>,
+        repeated: bool,
+    },
     Count,
 }
 
-pub fn admit_record(who: &Session) -> Admit {
+pub fn admit_record(who: &Session, statement: &str) -> Admit {
     let rate = u32::try_from(settings::DENIAL_LOG_RATE.get()).unwrap_or(0);
     if rate == 0 {
-        return Admit::Store(None);
+        return Admit::Store {
+            left: None,
+            repeated: false,
+        };
     }
     let key = client_key(who);
+    let text = fnv(statement.bytes()).max(1);
     let now = now();
     locked(|sh| {
         let (c, left) = client_minute(sh, key, now);
         if c.stored < rate {
             c.stored += 1;
-            Admit::Store(left)
+            let repeated = c.statement == text;
+            c.statement = text;
+            Admit::Store { left, repeated }
         } else {
             c.suppressed += 1;
             Admit::Count
         }
     })
-    .unwrap_or(Admit::Store(None))
+    .unwrap_or(Admit::Store {
+        left: None,
+        repeated: false,
+    })
 }
 
 /// The client a refusal came from: its IP address, or its login role over a Unix socket.
