@@ -12,6 +12,7 @@
 //! - `scan`: `scan()`, `scan_table()`;
 //! - `restore`: `restore_row()`, `undo_transaction()`, `restore_table()`,
 //!   `restore_backup()`, `purge_audit()`;
+//! - `restore_set`: `restore_table()` as set operations, where they are exact;
 //! - `status`: `status()`, `metrics`, the preload check of CREATE EXTENSION;
 //! - `json_members`: the top-level members of an audited row's jsonb text (restores).
 
@@ -21,5 +22,6 @@ pub mod json_members;
 pub mod protect;
 pub mod protect_schema;
 pub mod restore;
+pub mod restore_set;
 pub mod scan;
 pub mod status;

@@ -77,12 +77,12 @@ fn purge_audit(older_than: Interval) -> i64 {
 /// One audited row change. Its key and rows stay jsonb text, passed back to SQL as they
 /// are: a round trip through serde_json would turn numeric 3.20 into 3.2 and lose the
 /// digits of big numbers.
-struct Change {
-    id: i64,
-    table: pg_sys::Oid,
-    key: Option<String>,
-    old_row: Option<String>,
-    new_row: Option<String>,
+pub(crate) struct Change {
+    pub(crate) id: i64,
+    pub(crate) table: pg_sys::Oid,
+    pub(crate) key: Option<String>,
+    pub(crate) old_row: Option<String>,
+    pub(crate) new_row: Option<String>,
 }
 
 const CHANGE_COLUMNS: &str = "id, table_oid, row_key::text, old_row::text, new_row::text";
@@ -319,7 +319,7 @@ fn compact(key: &str) -> String {
 }
 
 /// `alias.col1, alias.col2, ...` of quoted column names.
-fn qualified(alias: &str, columns: &[String]) -> String {
+pub(crate) fn qualified(alias: &str, columns: &[String]) -> String {
     columns
         .iter()
         .map(|c| format!("{alias}.{c}"))
@@ -329,10 +329,10 @@ fn qualified(alias: &str, columns: &[String]) -> String {
 
 /// A table's columns as restores use them: (name, quoted name) of those a restore writes
 /// and those a restoring UPDATE writes, and the names of every column there is.
-struct Columns {
-    write: Vec<(String, String)>,
-    update: Vec<(String, String)>,
-    existing: std::collections::HashSet<String>,
+pub(crate) struct Columns {
+    pub(crate) write: Vec<(String, String)>,
+    pub(crate) update: Vec<(String, String)>,
+    pub(crate) existing: std::collections::HashSet<String>,
 }
 
 thread_local! {
@@ -344,7 +344,7 @@ thread_local! {
 }
 
 /// The columns of a table, looked up once per table and restore call.
-fn columns_of(relid: pg_sys::Oid) -> Rc<Columns> {
+pub(crate) fn columns_of(relid: pg_sys::Oid) -> Rc<Columns> {
     if let Some((r, c)) = COLUMNS.with_borrow(|c| c.clone()) {
         if r == relid {
             return c;
@@ -468,6 +468,10 @@ fn restore_table(tbl: TableArg, as_of: TimestampWithTimeZone, force: default!(bo
         found.len(),
         Some(relid),
     );
+    // as set operations where that is exact, else change by change
+    if let Some(n) = crate::api::restore_set::undo_set(&found) {
+        return n;
+    }
     let mut n = 0;
     for change in &found {
         // Every later change of the table is in the set being undone: nothing outside it
@@ -648,13 +652,13 @@ fn limit_rows(command: &str, object: String, rows: usize, relation: Option<pg_sy
 }
 
 /// The RESTORING pass, with the calling role noted for the RESTORE entries.
-struct Restoring {
+pub(crate) struct Restoring {
     _flag: FlagGuard,
     previous: pg_sys::Oid,
 }
 
 impl Restoring {
-    fn start() -> Restoring {
+    pub(crate) fn start() -> Restoring {
         // SAFETY: reads the current user id (the caller: rows are written as the table's
         // owner only inside).
         let caller = unsafe { pg_sys::GetUserId() };
@@ -675,7 +679,7 @@ impl Drop for Restoring {
 /// make the same change (`op` and SELECT, which finding the row needs), and not in a table
 /// with row-level security unless the caller bypasses it (its policies cannot be checked
 /// for rows put back by key). Superusers pass.
-fn require_rights(relid: pg_sys::Oid, op: &str) {
+pub(crate) fn require_rights(relid: pg_sys::Oid, op: &str) {
     let mode = match op {
         "DELETE" => pg_sys::ACL_DELETE,
         "INSERT" => pg_sys::ACL_INSERT,
