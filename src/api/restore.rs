@@ -87,7 +87,7 @@ pub(crate) struct Change {
 
 const CHANGE_COLUMNS: &str = "id, table_oid, row_key::text, old_row::text, new_row::text";
 /// Row-level entries: they carry a row, and no command object.
-const ROW_ENTRIES: &str =
+pub(crate) const ROW_ENTRIES: &str =
     "object IS NULL AND table_oid IS NOT NULL AND (old_row IS NOT NULL OR new_row IS NOT NULL)";
 
 fn changes(filter: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) -> Vec<Change> {
@@ -454,24 +454,26 @@ fn restore_table(tbl: TableArg, as_of: TimestampWithTimeZone, force: default!(bo
     require_operator("restore tables");
     let relid = tbl.check("prodguard.restore_table()", Accepts::Tables);
     forget_columns();
-    let found = changes(
-        "table_oid IN (SELECT $1 UNION SELECT relid FROM pg_partition_tree($1)) AND logged_at > $2",
-        vec![relid.into(), as_of.into()],
-    );
+    let filter =
+        "table_oid IN (SELECT $1 UNION SELECT relid FROM pg_partition_tree($1)) AND logged_at > $2";
+    let survey = crate::api::restore_set::survey(filter, relid, as_of);
     limit_rows(
         "prodguard.restore_table()",
         format!(
             "{} row changes of {}",
-            found.len(),
+            survey.count,
             pg::describe_table(relid)
         ),
-        found.len(),
+        survey.count as usize,
         Some(relid),
     );
     // as set operations where that is exact, else change by change
-    if let Some(n) = crate::api::restore_set::undo_set(&found) {
-        return n;
+    if survey.keyed {
+        if let Some(n) = crate::api::restore_set::undo_since(filter, relid, as_of, &survey) {
+            return n;
+        }
     }
+    let found = changes(filter, vec![relid.into(), as_of.into()]);
     let mut n = 0;
     for change in &found {
         // Every later change of the table is in the set being undone: nothing outside it

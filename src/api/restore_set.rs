@@ -9,7 +9,9 @@
 //! set changed a row's key (a key change links two keys that only the sequence of changes
 //! tells apart), and the rows' columns are the same throughout and still exist. Otherwise
 //! `restore_table()` undoes the changes one by one, newest first, which explains what it
-//! cannot do.
+//! cannot do. Only keys and ids of the changes are read to find each row's earliest
+//! change, then only those changes' images, so 100,000 changes of 10,000 rows move
+//! 10,000 row images through SPI, not 200,000.
 
 use std::collections::HashMap;
 
@@ -17,7 +19,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::api::json_members::members;
-use crate::api::restore::{columns_of, qualified, require_rights, Change, Restoring};
+use crate::api::restore::{columns_of, qualified, require_rights, Restoring, ROW_ENTRIES};
 use crate::core::error::raise_internal;
 use crate::core::extension;
 use crate::core::pg;
@@ -36,43 +38,123 @@ struct Plan {
     key_names: Vec<String>,
 }
 
-/// Undoes `found` (every audited change of some tables after a time, newest first) as
-/// set operations; returns how many changes were undone, or `None` when the set path is
-/// not exact for them (nothing was written then).
-pub fn undo_set(found: &[Change]) -> Option<i64> {
-    let mut plans: HashMap<pg_sys::Oid, Plan> = HashMap::new();
-    let mut seen: HashMap<(pg_sys::Oid, &str), ()> = HashMap::new();
-    // oldest first: the first change met per key is the earliest after the time
-    for change in found.iter().rev() {
-        let key = change.key.as_deref()?;
-        let key_members = members(key);
-        if let (Some(old), Some(_)) = (&change.old_row, &change.new_row) {
-            // an UPDATE that changed the key: the sequential path follows the row
-            let old_members = members(old);
-            let same_key = key_members
-                .iter()
-                .all(|(k, v)| old_members.iter().any(|(ok, ov)| ok == k && ov == v));
-            if !same_key {
-                return None;
+/// The changes `filter` selects (with `$1` = the table, `$2` = the time), surveyed in one
+/// pass: how many, whether all have a key that no UPDATE among them changed (the set
+/// path needs that), and the id of each row's earliest change.
+pub struct Survey {
+    pub count: i64,
+    pub keyed: bool,
+    earliest: Vec<i64>,
+}
+
+pub fn survey(filter: &str, relid: pg_sys::Oid, as_of: TimestampWithTimeZone) -> Survey {
+    let empty = Survey {
+        count: 0,
+        keyed: false,
+        earliest: Vec::new(),
+    };
+    let Some(log) = extension::own_table(c"audit_log") else {
+        return empty;
+    };
+    // Keys and ids only (no row images), in no order: the earliest change of each row is
+    // found here by id, which costs less than PostgreSQL sorting jsonb keys.
+    let sql = format!(
+        "SELECT table_oid, row_key::text, id,
+                row_key IS NOT NULL AND (old_row IS NULL OR new_row IS NULL OR row_key <@ old_row)
+           FROM prodguard.audit_log WHERE {ROW_ENTRIES} AND {filter}"
+    );
+    let rows: Option<Vec<(pg_sys::Oid, Option<String>, i64, bool)>> =
+        extension::as_owner_of(log, || {
+            Spi::connect(|client| {
+                client
+                    .select(&sql, None, &[relid.into(), as_of.into()])
+                    .map(|rows| {
+                        rows.filter_map(|r| {
+                            Some((
+                                r.get::<pg_sys::Oid>(1).ok()??,
+                                r.get::<String>(2).ok()?,
+                                r.get::<i64>(3).ok()??,
+                                r.get::<bool>(4).ok()?.unwrap_or(false),
+                            ))
+                        })
+                        .collect()
+                    })
+            })
+        })
+        .and_then(|r| r.ok());
+    let Some(mut rows) = rows else {
+        return empty;
+    };
+    rows.sort_unstable_by_key(|r| r.2);
+    let mut survey = Survey {
+        count: rows.len() as i64,
+        keyed: rows.iter().all(|r| r.3),
+        earliest: Vec::new(),
+    };
+    let mut seen: std::collections::HashSet<(pg_sys::Oid, String)> =
+        std::collections::HashSet::with_capacity(rows.len());
+    for (table, key, id, _) in rows {
+        if let Some(key) = key {
+            if seen.insert((table, key)) {
+                survey.earliest.push(id);
             }
         }
-        if seen.insert((change.table, key), ()).is_some() {
-            continue;
-        }
-        let plan = plans.entry(change.table).or_default();
+    }
+    survey
+}
+
+/// Undoes the surveyed changes as set operations, reading only the earliest change of each
+/// row; `None` (nothing written) when the rows' columns differ between changes or are
+/// gone.
+pub fn undo_since(
+    filter: &str,
+    relid: pg_sys::Oid,
+    as_of: TimestampWithTimeZone,
+    survey: &Survey,
+) -> Option<i64> {
+    let log = extension::own_table(c"audit_log")?;
+    let sql = format!(
+        "SELECT table_oid, row_key::text, old_row::text
+           FROM prodguard.audit_log JOIN pg_catalog.unnest($3::bigint[]) AS e(id) USING (id)
+          WHERE {ROW_ENTRIES} AND {filter}"
+    );
+    let earliest: Vec<(pg_sys::Oid, String, Option<String>)> = extension::as_owner_of(log, || {
+        Spi::connect(|client| {
+            client
+                .select(
+                    &sql,
+                    None,
+                    &[relid.into(), as_of.into(), survey.earliest.clone().into()],
+                )
+                .map(|rows| {
+                    rows.filter_map(|r| {
+                        Some((
+                            r.get::<pg_sys::Oid>(1).ok()??,
+                            r.get::<String>(2).ok()??,
+                            r.get::<String>(3).ok()?,
+                        ))
+                    })
+                    .collect()
+                })
+        })
+    })?
+    .ok()?;
+    let mut plans: HashMap<pg_sys::Oid, Plan> = HashMap::new();
+    for (table, key, old) in earliest {
+        let plan = plans.entry(table).or_default();
         if plan.key_names.is_empty() {
-            plan.key_names = key_members.iter().map(|m| m.0.clone()).collect();
+            plan.key_names = members(&key).into_iter().map(|m| m.0).collect();
         }
-        match &change.old_row {
-            None => plan.deletes.push(key.to_string()),
+        match old {
+            None => plan.deletes.push(key),
             Some(old) => {
-                let names: Vec<String> = members(old).into_iter().map(|m| m.0).collect();
+                let names: Vec<String> = members(&old).into_iter().map(|m| m.0).collect();
                 match &plan.columns {
                     None => plan.columns = Some(names),
                     Some(c) if *c == names => {}
                     Some(_) => return None,
                 }
-                plan.puts.push(old.clone());
+                plan.puts.push(old);
             }
         }
     }
@@ -87,7 +169,7 @@ pub fn undo_set(found: &[Change]) -> Option<i64> {
     for (table, plan) in &plans {
         apply(*table, plan);
     }
-    Some(found.len() as i64)
+    Some(survey.count)
 }
 
 /// Puts one table back: deletes, then updates, then inserts.
