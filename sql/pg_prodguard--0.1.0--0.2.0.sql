@@ -255,6 +255,10 @@ COMMENT ON OPERATOR FAMILY prodguard.xid8_minmax_ops USING brin IS 'BRIN minmax 
 -- (issue 19).
 REVOKE ALL ON FUNCTION prodguard.scan(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION prodguard.scan(text) TO prodguard_operator;
+-- scan_table() tells the same of any value put into a table of one's own: for operators
+-- and auditors.
+REVOKE ALL ON FUNCTION prodguard.scan_table(regclass, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION prodguard.scan_table(regclass, bigint) TO prodguard_operator, prodguard_auditor;
 COMMENT ON FUNCTION prodguard.scan(text) IS
     'What the test-data guard finds in a value: dictionary, pattern, and the positions of the first and last character (members of prodguard_operator; at most 1,000 rows).';
 
@@ -265,21 +269,28 @@ COMMENT ON FUNCTION prodguard.scan(text) IS
 -- (who ran which guarded statement, why) are visible to every reader of the log. Superusers and the extension's owner bypass the policy; restores
 -- and the writer read and write as the owner.
 CREATE FUNCTION prodguard._audit_visible(tbl oid) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 AS $$
+    -- (search_path pinned: the body is parsed when called, and a reader's own operators
+    -- must not stand in for pg_catalog's)
     SELECT tbl IS NULL OR EXISTS (
         SELECT FROM pg_catalog.pg_class c
          CROSS JOIN LATERAL (SELECT COALESCE(pg_catalog.pg_partition_root(c.oid), c.oid::pg_catalog.regclass) AS root) r
-         WHERE c.oid = tbl
+         WHERE c.oid OPERATOR(pg_catalog.=) tbl
            AND (pg_catalog.has_table_privilege(r.root, 'SELECT')
+                -- column privileges on every column, and no dropped column (whose values
+                -- old entries still hold, and no column privilege covers)
                 OR NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                                WHERE a.attrelid = r.root AND a.attnum > 0 AND NOT a.attisdropped
-                                  AND NOT pg_catalog.has_column_privilege(r.root, a.attnum, 'SELECT')))
+                                WHERE a.attrelid OPERATOR(pg_catalog.=) r.root
+                                  AND a.attnum OPERATOR(pg_catalog.>) 0
+                                  AND (a.attisdropped
+                                       OR NOT pg_catalog.has_column_privilege(r.root, a.attnum, 'SELECT'))))
            AND NOT EXISTS (SELECT FROM pg_catalog.pg_class s
-                            WHERE s.oid IN (c.oid, r.root) AND s.relrowsecurity
+                            WHERE s.oid OPERATOR(pg_catalog.=) ANY (ARRAY[c.oid, r.root::pg_catalog.oid])
+                              AND s.relrowsecurity
                               AND NOT pg_catalog.pg_has_role(s.relowner, 'USAGE')
-                              AND NOT (SELECT r.rolbypassrls FROM pg_catalog.pg_roles r
-                                        WHERE r.rolname = current_user)))
+                              AND NOT (SELECT u.rolbypassrls FROM pg_catalog.pg_roles u
+                                        WHERE u.rolname OPERATOR(pg_catalog.=) current_user)))
 $$;
 COMMENT ON FUNCTION prodguard._audit_visible(oid) IS
     'Internal: whether the current role may read audit entries and backups of a table (row security of audit_log and backup_row).';

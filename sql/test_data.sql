@@ -57,6 +57,10 @@ COMMENT ON FUNCTION prodguard.scan(text) IS
 -- scan() tells which patterns a dictionary holds (private ones included): for operators.
 REVOKE ALL ON FUNCTION prodguard.scan(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION prodguard.scan(text) TO prodguard_operator;
+-- scan_table() tells the same of any value put into a table of one's own: for operators
+-- and auditors.
+REVOKE ALL ON FUNCTION prodguard.scan_table(regclass, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION prodguard.scan_table(regclass, bigint) TO prodguard_operator, prodguard_auditor;
 COMMENT ON FUNCTION prodguard.scan_table(regclass, bigint) IS
     'Existing rows of a table that carry test data (ctid, column, dictionary, pattern), read in batches.';
 

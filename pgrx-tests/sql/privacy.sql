@@ -123,6 +123,55 @@ SHOW search_path;
 SELECT lower('ABC');
 SELECT v FROM pv_trap.t;
 
+-- Attacks (issue 19's review): a reader's own operators cannot stand in for the policy's
+-- (the policy function's search_path is pinned) ...
+CREATE SCHEMA pv_aud AUTHORIZATION pv_auditor;
+REVOKE SELECT ON pv_users FROM pv_auditor;
+SET ROLE pv_auditor;
+CREATE FUNCTION pv_aud.gt_false(smallint, integer) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT false';
+CREATE OPERATOR pv_aud.> (LEFTARG = smallint, RIGHTARG = integer, FUNCTION = pv_aud.gt_false);
+SET search_path = pv_aud, pg_catalog;
+SELECT count(*) AS hash_visible FROM prodguard.audit_log WHERE new_row::text LIKE '%secret-hash%';
+RESET search_path;
+RESET ROLE;
+-- ... dropping a column does not open old entries to readers with column privileges ...
+CREATE TABLE pv_dc (id int PRIMARY KEY, pub text, secret text);
+SELECT prodguard.protect('pv_dc');
+INSERT INTO pv_dc VALUES (1, 'public', 'dropped-column-secret');
+GRANT SELECT (id, pub) ON pv_dc TO pv_auditor;
+BEGIN;
+SET LOCAL prodguard.override = 'privacy test: drop a column';
+ALTER TABLE pv_dc DROP COLUMN secret;
+COMMIT;
+SET ROLE pv_auditor;
+SELECT count(*) AS dropped_column_visible FROM prodguard.audit_log WHERE new_row::text LIKE '%dropped-column-secret%';
+RESET ROLE;
+-- ... a look-alike table does not receive a dropped table's backup ...
+CREATE TABLE pv_pay (id int PRIMARY KEY, salary text);
+INSERT INTO pv_pay VALUES (1, 'salary-secret');
+SELECT prodguard.protect('pv_pay');
+BEGIN;
+SET LOCAL prodguard.override = 'privacy test: retire pv_pay';
+DROP TABLE pv_pay;
+COMMIT;
+SELECT max(a.id) AS pay_drop FROM prodguard.audit_log a WHERE a.action = 'DROP TABLE' AND a.object = 'table "public.pv_pay"' \gset
+GRANT CREATE ON SCHEMA public TO pv_operator;
+SET ROLE pv_operator;
+CREATE TABLE pv_pay (id int PRIMARY KEY, salary text);
+SELECT prodguard.restore_backup(:pay_drop);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS rows_received FROM pv_pay;
+DROP TABLE pv_pay;
+RESET ROLE;
+REVOKE CREATE ON SCHEMA public FROM pv_operator;
+-- ... and scan_table() on a table of one's own is for operators and auditors, as scan() is.
+CREATE ROLE pv_nobody LOGIN;
+SET ROLE pv_nobody;
+CREATE TEMP TABLE pv_probe (v text);
+SELECT * FROM prodguard.scan_table('pv_probe');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
 -- After RENAME COLUMN, a restore that would need the old column refuses (never a NULL);
 -- one that does not need it works.
 INSERT INTO pv_notes VALUES (2, 'second');
@@ -168,8 +217,9 @@ SELECT value::bigint - :suppressed_before AS suppressed FROM prodguard.metrics W
 
 BEGIN;
 SET LOCAL prodguard.override = 'privacy test: clean up';
-DROP TABLE pv_users, pv_notes, pv_rls, pv_trap.t;
+DROP TABLE pv_users, pv_notes, pv_rls, pv_trap.t, pv_dc;
+DROP SCHEMA pv_aud CASCADE;
 DROP SCHEMA pv_trap CASCADE;
-DROP OWNED BY pv_auditor, pv_operator, pv_owner, pv_flood;
+DROP OWNED BY pv_auditor, pv_operator, pv_owner, pv_flood, pv_nobody;
 COMMIT;
-DROP ROLE pv_auditor, pv_operator, pv_owner, pv_flood;
+DROP ROLE pv_auditor, pv_operator, pv_owner, pv_flood, pv_nobody;

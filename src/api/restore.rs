@@ -497,7 +497,8 @@ fn restore_backup(audit_id: i64) -> i64 {
     let found = extension::as_owner_of(log, || {
         crate::core::spi::three::<String, String, JsonB>(
             "SELECT schema_name, table_name, jsonb_build_object('columns', columns,
-                    'primary_key', to_jsonb(primary_key), 'owner', table_owner)
+                    'primary_key', to_jsonb(primary_key), 'owner', table_owner,
+                    'table_oid', table_oid::bigint)
                FROM prodguard.backup_table WHERE audit_id = $1",
             &[audit_id.into()],
         )
@@ -519,6 +520,19 @@ fn restore_backup(audit_id: i64) -> i64 {
     .flatten();
     let relid = match exists {
         Some(oid) => {
+            // only into the table that was backed up (a TRUNCATE keeps its oid), never into
+            // one made since under the same name, which would hand its maker the rows
+            if def.0["table_oid"].as_u64() != Some(u64::from(oid.to_u32())) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE,
+                    format!(
+                        "cannot restore the backup of audit entry {audit_id}: {} is not the table that was backed up",
+                        pg::describe_table(oid)
+                    ),
+                    "A table of that name was created after the backup; restore_backup() writes only into the table that was truncated, or recreates a dropped one.",
+                    "Rename or drop the table of that name, then call prodguard.restore_backup() again.",
+                );
+            }
             // a table that is there is written with the caller's rights
             require_rights(oid, "INSERT");
             oid

@@ -80,17 +80,40 @@ pub fn redact(sql: &str) -> String {
     let mut copied = 0;
     while i < b.len() {
         let c = b[i];
-        if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            i = b[i..]
-                .iter()
-                .position(|&x| x == b'\n')
-                .map_or(b.len(), |n| i + n);
-        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            i = find(b, i + 2, b"*/").map_or(b.len(), |n| n + 2);
-        } else if c == b'\'' || ((c == b'e' || c == b'E') && b.get(i + 1) == Some(&b'\'')) {
+        if (c == b'-' && b.get(i + 1) == Some(&b'-')) || (c == b'/' && b.get(i + 1) == Some(&b'*'))
+        {
+            // a comment: kept, with any connection-string password in it masked
             let start = i;
-            let backslashes = c != b'\'';
-            i = literal_end(b, if backslashes { i + 1 } else { i }, backslashes);
+            i = if c == b'-' {
+                b[i..]
+                    .iter()
+                    .position(|&x| x == b'\n')
+                    .map_or(b.len(), |n| i + n)
+            } else {
+                find(b, i + 2, b"*/").map_or(b.len(), |n| n + 2)
+            };
+            if let Some(masked) = mask_conninfo(&sql[start..i]) {
+                out.push_str(&sql[copied..start]);
+                out.push_str(&masked);
+                copied = i;
+            }
+        } else if c == b'\''
+            || ((c == b'e' || c == b'E') && b.get(i + 1) == Some(&b'\''))
+            || ((c == b'u' || c == b'U')
+                && b.get(i + 1) == Some(&b'&')
+                && b.get(i + 2) == Some(&b'\''))
+        {
+            // '...', E'...' (backslash escapes), U&'...' (Unicode escapes)
+            let start = i;
+            let backslashes = c == b'e' || c == b'E';
+            let quote = if c == b'\'' {
+                i
+            } else if backslashes {
+                i + 1
+            } else {
+                i + 2
+            };
+            i = literal_end(b, quote, backslashes);
             let literal = &sql[start..i];
             if is_secret_word(&last_word) {
                 out.push_str(&sql[copied..start]);
@@ -118,10 +141,12 @@ pub fn redact(sql: &str) -> String {
                         out.push_str(MASK);
                         copied = i;
                     } else if i >= start + 2 * tag.len() {
-                        // a function or DO body: SQL, redacted in turn
+                        // a function or DO body: SQL, redacted in turn (or a connection
+                        // string)
                         let tag = &sql[start..start + tag.len()];
                         let body = &sql[start + tag.len()..i - tag.len()];
-                        let masked = redact(body);
+                        let redacted = redact(body);
+                        let masked = mask_conninfo(&redacted).unwrap_or(redacted);
                         if masked != body {
                             out.push_str(&sql[copied..start]);
                             out.push_str(&format!("{tag}{masked}{tag}"));
@@ -198,31 +223,70 @@ fn find(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
         .map(|n| from + n)
 }
 
-/// A literal holding a connection string with a password (`'host=db password=s3cret'`,
-/// `'postgresql://u:s3cret@db/x'`), with the password masked; `None` when it holds none.
-fn mask_conninfo(literal: &str) -> Option<String> {
-    let lower = literal.to_ascii_lowercase();
-    let mut out = literal.to_string();
-    let mut changed = false;
-    if let Some(at) = lower.find("password=") {
-        let start = at + "password=".len();
-        let end = literal[start..]
-            .find(|c: char| c.is_whitespace() || c == '\'')
-            .map_or(literal.len(), |n| start + n);
-        out.replace_range(start..end, "********");
-        changed = true;
-    } else if let Some(scheme) = lower.find("://") {
-        // user:password@host
-        let rest = &literal[scheme + 3..];
-        if let (Some(colon), Some(at)) = (rest.find(':'), rest.find('@')) {
-            if colon < at {
-                let start = scheme + 3 + colon + 1;
-                out.replace_range(start..scheme + 3 + at, "********");
-                changed = true;
+/// Text holding a connection string with a password (`'host=db password=s3cret'`,
+/// `'postgresql://u:s3cret@db/x'`), with every password masked; `None` when it holds none.
+/// A value may be quoted (`password=''two words''` inside an SQL literal) or contain
+/// backslash-escaped characters.
+fn mask_conninfo(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let b = text.as_bytes();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find("password") {
+        let mut i = from + at + "password".len();
+        while i < b.len() && b[i] == b' ' {
+            i += 1;
+        }
+        from = i;
+        if b.get(i) != Some(&b'=') {
+            continue;
+        }
+        i += 1;
+        while i < b.len() && b[i] == b' ' {
+            i += 1;
+        }
+        let start = i;
+        if b[i..].starts_with(b"''") {
+            // a quoted value inside an SQL literal: up to the next doubled quote
+            i += 2;
+            while i < b.len() && !(b[i..].starts_with(b"''") && b[i - 1] != b'\\') {
+                i += 1;
+            }
+            i = (i + 2).min(b.len());
+        } else {
+            while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'\'' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            i = i.min(b.len());
+        }
+        if i > start {
+            spans.push((start, i));
+        }
+        from = i;
+    }
+    if spans.is_empty() {
+        if let Some(scheme) = lower.find("://") {
+            // user:password@host
+            let rest = &text[scheme + 3..];
+            if let (Some(colon), Some(at)) = (rest.find(':'), rest.find('@')) {
+                if colon < at {
+                    spans.push((scheme + 3 + colon + 1, scheme + 3 + at));
+                }
             }
         }
     }
-    changed.then_some(out)
+    if spans.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (start, end) in spans {
+        out.push_str(&text[copied..start]);
+        out.push_str("********");
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -261,6 +325,19 @@ mod tests {
         assert_eq!(
             redact("DO $$BEGIN EXECUTE 'ALTER ROLE x PASSWORD ''y'''; END$$"),
             "DO $$BEGIN EXECUTE 'ALTER ROLE x PASSWORD ''********'''; END$$"
+        );
+        // U& literals, connection strings in dollar quotes and comments, quoted values
+        assert_eq!(
+            redact("ALTER ROLE x PASSWORD U&'p\\0061ss' UESCAPE '!'"),
+            "ALTER ROLE x PASSWORD '********' UESCAPE '!'"
+        );
+        assert_eq!(
+            redact("SELECT dblink_connect($c$host=h password=s3cret$c$) -- password=two"),
+            "SELECT dblink_connect($c$host=h password=********$c$) -- password=********"
+        );
+        assert_eq!(
+            redact("SELECT f('host=h password=''two words'' dbname=d', 'password=a\\ b c')"),
+            "SELECT f('host=h password=******** dbname=d', 'password=******** c')"
         );
         // the word in a comment or a value is not a keyword; other literals stay
         assert_eq!(

@@ -683,7 +683,7 @@ fn client_minute(sh: &mut Shared, key: u64, now: i64) -> (&mut Client, Option<(u
 }
 
 /// Whether a refusal's record is stored in full: at most prodguard.denial_log_rate per
-/// client and minute, so that one client's flood costs the others nothing (its records
+/// login role, client and minute, so that one client's flood costs the others nothing (its records
 /// past the rate are counted instead). `Store` carries what the client's previous minute
 /// left unstored, to be summed up in one record: (refusals, when that minute began).
 /// `Store` also says whether the statement is the one the client's previous stored
@@ -704,7 +704,15 @@ pub fn admit_record(who: &Session, statement: &str) -> Admit {
             repeated: false,
         };
     }
-    let key = client_key(who);
+    // per login role and client: a role flooding from an address (a NAT, a pooler, an
+    // application host) crowds out neither the other roles there nor anyone else
+    let key = fnv(client_name(who)
+        .bytes()
+        .chain([0])
+        .chain(who.session_user.bytes())
+        .chain([0])
+        .chain(who.database.bytes()))
+    .max(1);
     let text = fnv(statement.bytes()).max(1);
     let now = now();
     locked(|sh| {
