@@ -16,7 +16,7 @@ use crate::core::protection::{
     is_migration_history, stored_flags, Flags, AUDIT_TRIGGER, MIGRATION_HISTORY_TABLES,
     TEST_DATA_TRIGGER, TRUNCATE_TRIGGER,
 };
-use crate::core::table_arg::{Accepts, TableArg};
+use crate::core::table_arg::{kind_name, Accepts, TableArg};
 use crate::guards::policy;
 
 /// Protects a table: audit its changes, refuse test data in its rows, and/or refuse
@@ -222,14 +222,7 @@ fn require_protectable(relid: pg_sys::Oid) {
         kind,
         pg_sys::RELKIND_RELATION | pg_sys::RELKIND_PARTITIONED_TABLE
     ) {
-        let what = match kind {
-            pg_sys::RELKIND_VIEW => "a view",
-            pg_sys::RELKIND_MATVIEW => "a materialized view",
-            pg_sys::RELKIND_FOREIGN_TABLE => "a foreign table",
-            pg_sys::RELKIND_SEQUENCE => "a sequence",
-            pg_sys::RELKIND_INDEX | pg_sys::RELKIND_PARTITIONED_INDEX => "an index",
-            _ => "not a table",
-        };
+        let what = kind_name(kind);
         raise(
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
             format!(

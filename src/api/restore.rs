@@ -207,19 +207,9 @@ fn undo(
             "Rename the column back for the restore, or put the value back by hand from the entry's old_row.",
         );
     }
-    let present = |c: &&(String, String)| old_values.iter().any(|m| m.0 == c.0);
-    let cols: Vec<String> = columns
-        .write
-        .iter()
-        .filter(present)
-        .map(|c| c.1.clone())
-        .collect();
-    let update_cols: Vec<String> = columns
-        .update
-        .iter()
-        .filter(present)
-        .map(|c| c.1.clone())
-        .collect();
+    let present = |name: &str| old_values.iter().any(|m| m.0 == name);
+    let cols = quoted_where(&columns.write, present);
+    let update_cols = quoted_where(&columns.update, present);
     // only the key's column names are read here; its values go back to SQL as jsonb
     let keys: Vec<String> = key_names
         .iter()
@@ -341,6 +331,18 @@ thread_local! {
     /// times.
     static COLUMNS: std::cell::RefCell<Option<(pg_sys::Oid, Rc<Columns>)>> =
         const { std::cell::RefCell::new(None) };
+}
+
+/// The quoted names of the columns (name, quoted name) whose name passes `keep`.
+pub(crate) fn quoted_where(
+    columns: &[(String, String)],
+    keep: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    columns
+        .iter()
+        .filter(|c| keep(&c.0))
+        .map(|c| c.1.clone())
+        .collect()
 }
 
 /// The columns of a table, looked up once per table and restore call.

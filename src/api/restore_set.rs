@@ -19,7 +19,9 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::api::json_members::members;
-use crate::api::restore::{columns_of, qualified, require_rights, Restoring, ROW_ENTRIES};
+use crate::api::restore::{
+    columns_of, qualified, quoted_where, require_rights, Restoring, ROW_ENTRIES,
+};
 use crate::core::error::raise_internal;
 use crate::core::extension;
 use crate::core::pg;
@@ -185,19 +187,9 @@ fn apply(relid: pg_sys::Oid, plan: &Plan) {
     let table = pg::qualified_identifier(relid);
     let columns = columns_of(relid);
     let put_names = plan.columns.clone().unwrap_or_default();
-    let present = |c: &&(String, String)| put_names.contains(&c.0);
-    let cols: Vec<String> = columns
-        .write
-        .iter()
-        .filter(present)
-        .map(|c| c.1.clone())
-        .collect();
-    let update_cols: Vec<String> = columns
-        .update
-        .iter()
-        .filter(present)
-        .map(|c| c.1.clone())
-        .collect();
+    let present = |name: &str| put_names.iter().any(|p| p == name);
+    let cols = quoted_where(&columns.write, present);
+    let update_cols = quoted_where(&columns.update, present);
     let keys: Vec<String> = plan
         .key_names
         .iter()

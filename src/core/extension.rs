@@ -125,6 +125,21 @@ pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
     // level, a SAVE-action setting, and the nest level popped afterwards. An ERROR in `f`
     // aborts the (sub)transaction, which pops the level too.
     unsafe {
+        let nest = pinned_search_path();
+        let result = f();
+        pg_sys::AtEOXact_GUC(true, nest);
+        result
+    }
+}
+
+/// Opens a GUC nest level with `search_path = pg_catalog, pg_temp` (SAVE action, as a
+/// function's SET clause does); returns the level, for `AtEOXact_GUC`.
+///
+/// # Safety
+/// Inside a transaction; the caller pops the level (an ERROR pops it too).
+unsafe fn pinned_search_path() -> std::ffi::c_int {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
         let nest = pg_sys::NewGUCNestLevel();
         pg_sys::set_config_option(
             c"search_path".as_ptr(),
@@ -136,9 +151,7 @@ pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
             0,
             false,
         );
-        let result = f();
-        pg_sys::AtEOXact_GUC(true, nest);
-        result
+        nest
     }
 }
 
@@ -157,17 +170,7 @@ pub fn as_owner_restricted<R>(rel: pg_sys::Oid, f: impl FnOnce() -> R) -> Option
     // (AtEOXact_GUC with isCommit = false reverts even plain SETs made inside). An ERROR
     // in `f` aborts the (sub)transaction, which restores the user and pops the level.
     unsafe {
-        let nest = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        let nest = pinned_search_path();
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
         pg_sys::SetUserIdAndSecContext(
             owner,

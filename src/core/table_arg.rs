@@ -93,16 +93,7 @@ impl TableArg {
             Accepts::Any => true,
         };
         if !ok {
-            let what = match kind {
-                pg_sys::RELKIND_VIEW => "a view",
-                pg_sys::RELKIND_MATVIEW => "a materialized view",
-                pg_sys::RELKIND_FOREIGN_TABLE => "a foreign table",
-                pg_sys::RELKIND_SEQUENCE => "a sequence",
-                pg_sys::RELKIND_INDEX | pg_sys::RELKIND_PARTITIONED_INDEX => "an index",
-                pg_sys::RELKIND_COMPOSITE_TYPE => "a composite type",
-                pg_sys::RELKIND_TOASTVALUE => "a TOAST table",
-                _ => "not a table",
-            };
+            let what = kind_name(kind);
             raise(
                 PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
                 format!(
@@ -114,6 +105,21 @@ impl TableArg {
             );
         }
         relid
+    }
+}
+
+/// What a relation of kind `relkind` is, in words ("a view", "an index", ...).
+pub fn kind_name(relkind: u8) -> &'static str {
+    match relkind {
+        pg_sys::RELKIND_RELATION | pg_sys::RELKIND_PARTITIONED_TABLE => "a table",
+        pg_sys::RELKIND_VIEW => "a view",
+        pg_sys::RELKIND_MATVIEW => "a materialized view",
+        pg_sys::RELKIND_FOREIGN_TABLE => "a foreign table",
+        pg_sys::RELKIND_SEQUENCE => "a sequence",
+        pg_sys::RELKIND_INDEX | pg_sys::RELKIND_PARTITIONED_INDEX => "an index",
+        pg_sys::RELKIND_COMPOSITE_TYPE => "a composite type",
+        pg_sys::RELKIND_TOASTVALUE => "a TOAST table",
+        _ => "not a table",
     }
 }
 
