@@ -211,10 +211,7 @@ fn undo(
     let cols = quoted_where(&columns.write, present);
     let update_cols = quoted_where(&columns.update, present);
     // only the key's column names are read here; its values go back to SQL as jsonb
-    let keys: Vec<String> = key_names
-        .iter()
-        .map(|k| pgrx::spi::quote_identifier(k))
-        .collect();
+    let keys: Vec<String> = key_names.iter().map(pgrx::spi::quote_identifier).collect();
     let key_match = format!(
         "({}) = (SELECT {} FROM jsonb_populate_record(NULL::{table}, $1::jsonb) r)",
         qualified("t", &keys),

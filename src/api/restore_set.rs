@@ -30,6 +30,9 @@ use crate::records::row_json::StableFormats;
 /// Rows per statement.
 const BATCH: usize = 10_000;
 
+/// (table, row key, audit id, whether no UPDATE changed the key) of one change.
+type ChangeKey = (pg_sys::Oid, Option<String>, i64, bool);
+
 /// What putting one table back needs: the keys of rows to delete and the rows to put back.
 #[derive(Default)]
 struct Plan {
@@ -65,25 +68,24 @@ pub fn survey(filter: &str, relid: pg_sys::Oid, as_of: TimestampWithTimeZone) ->
                 row_key IS NOT NULL AND (old_row IS NULL OR new_row IS NULL OR row_key <@ old_row)
            FROM prodguard.audit_log WHERE {ROW_ENTRIES} AND {filter}"
     );
-    let rows: Option<Vec<(pg_sys::Oid, Option<String>, i64, bool)>> =
-        extension::as_owner_of(log, || {
-            Spi::connect(|client| {
-                client
-                    .select(&sql, None, &[relid.into(), as_of.into()])
-                    .map(|rows| {
-                        rows.filter_map(|r| {
-                            Some((
-                                r.get::<pg_sys::Oid>(1).ok()??,
-                                r.get::<String>(2).ok()?,
-                                r.get::<i64>(3).ok()??,
-                                r.get::<bool>(4).ok()?.unwrap_or(false),
-                            ))
-                        })
-                        .collect()
+    let rows: Option<Vec<ChangeKey>> = extension::as_owner_of(log, || {
+        Spi::connect(|client| {
+            client
+                .select(&sql, None, &[relid.into(), as_of.into()])
+                .map(|rows| {
+                    rows.filter_map(|r| {
+                        Some((
+                            r.get::<pg_sys::Oid>(1).ok()??,
+                            r.get::<String>(2).ok()?,
+                            r.get::<i64>(3).ok()??,
+                            r.get::<bool>(4).ok()?.unwrap_or(false),
+                        ))
                     })
-            })
+                    .collect()
+                })
         })
-        .and_then(|r| r.ok());
+    })
+    .and_then(|r| r.ok());
     let Some(mut rows) = rows else {
         return empty;
     };
@@ -193,7 +195,7 @@ fn apply(relid: pg_sys::Oid, plan: &Plan) {
     let keys: Vec<String> = plan
         .key_names
         .iter()
-        .map(|k| pgrx::spi::quote_identifier(k))
+        .map(pgrx::spi::quote_identifier)
         .collect();
     let rows = format!(
         "(SELECT r.* FROM jsonb_array_elements($1::jsonb) e,

@@ -417,7 +417,7 @@ impl StartFilter {
 /// one value (adversarial patterns make a few hundred kilobytes take seconds).
 fn interruptible(work: &mut usize) {
     *work += 1;
-    if *work % INTERRUPT_EVERY == 0 {
+    if (*work).is_multiple_of(INTERRUPT_EVERY) {
         super::check_interrupts();
     }
 }
