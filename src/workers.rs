@@ -113,7 +113,9 @@ pub extern "C-unwind" fn prodguard_denial_writer_main(arg: pg_sys::Datum) {
         let batch = shmem::take(dboid, BATCH);
         if !batch.is_empty() {
             write(dboid, &batch);
-            expire(&mut expired_at);
+            if batch.iter().any(|(_, r)| r.kind == shmem::KIND_DENIAL) {
+                expire(&mut expired_at);
+            }
             idle_since = Instant::now();
             if batch.len() == BATCH {
                 continue;
@@ -143,7 +145,8 @@ pub extern "C-unwind" fn prodguard_denial_writer_main(arg: pg_sys::Datum) {
 }
 
 /// Removes the rows of prodguard.denial_log and prodguard.alerts older than
-/// prodguard.denial_log_retention: when the writer starts, then at most once an hour.
+/// prodguard.denial_log_retention: when the writer first stores refusals, then at most
+/// once an hour.
 fn expire(expired_at: &mut Option<Instant>) {
     let retention = crate::core::settings::DENIAL_LOG_RETENTION.get();
     if retention <= 0 || expired_at.is_some_and(|t| t.elapsed() < Duration::from_secs(3600)) {

@@ -215,6 +215,44 @@ END $$;
 SELECT object, statement FROM prodguard.denied_attempts WHERE application_name = 'privacy-flood' ORDER BY at;
 SELECT value::bigint - :suppressed_before AS suppressed FROM prodguard.metrics WHERE metric = 'denials_suppressed';
 
+-- Retention: the denial writer removes refusals and alerts older than
+-- prodguard.denial_log_retention (90 days by default) when it starts in a database.
+CREATE DATABASE pv_retention;
+\c pv_retention
+CREATE EXTENSION pg_prodguard;
+BEGIN;
+SET LOCAL prodguard.override = 'privacy test: an old refusal and an old alert';
+INSERT INTO prodguard.denial_log (id, at, database, guard, command)
+VALUES (1, now() - interval '100 days', 'pv_retention', 'command', 'TRUNCATE'),
+       (2, now() - interval '10 days', 'pv_retention', 'command', 'TRUNCATE');
+INSERT INTO prodguard.alerts (id, at, database, kind)
+VALUES (1, now() - interval '100 days', 'pv_retention', 'row_drop'),
+       (2, now() - interval '10 days', 'pv_retention', 'row_drop');
+COMMIT;
+CREATE TABLE pv_kept (id int PRIMARY KEY);
+INSERT INTO pv_kept VALUES (1);
+SELECT prodguard.protect('pv_kept');
+TRUNCATE pv_kept;
+DO $$
+BEGIN
+    FOR i IN 1..400 LOOP
+        EXIT WHEN (SELECT count(*) FROM prodguard.denial_log WHERE command = 'TRUNCATE') = 2
+              AND NOT EXISTS (SELECT FROM prodguard.denial_log WHERE id = 1);
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+SELECT count(*) FILTER (WHERE id = 1) AS refusal_100_days_old,
+       count(*) FILTER (WHERE id = 2) AS refusal_10_days_old,
+       count(*) FILTER (WHERE id > 2) AS refusal_now
+  FROM prodguard.denial_log;
+SELECT count(*) FILTER (WHERE id = 1) AS alert_100_days_old,
+       count(*) FILTER (WHERE id = 2) AS alert_10_days_old
+  FROM prodguard.alerts;
+\c app
+SET prodguard.override = 'privacy test: drop the retention database';
+DROP DATABASE pv_retention;
+RESET prodguard.override;
+
 BEGIN;
 SET LOCAL prodguard.override = 'privacy test: clean up';
 DROP TABLE pv_users, pv_notes, pv_rls, pv_trap.t, pv_dc;

@@ -195,7 +195,7 @@ pub fn register() {
         GucRegistry::define_int_guc_with_hooks(
             c"prodguard.denial_log_retention",
             c"How long prodguard.denial_log and prodguard.alerts keep their rows (0: for ever).",
-            c"An interval such as '90d'; the denial writer removes older rows at most once an hour.",
+            c"An interval such as '90d'; the denial writer removes older rows when it first stores refusals, then at most once an hour.",
             &DENIAL_LOG_RETENTION,
             0,
             i32::MAX,
