@@ -216,7 +216,7 @@ SELECT object, statement FROM prodguard.denied_attempts WHERE application_name =
 SELECT value::bigint - :suppressed_before AS suppressed FROM prodguard.metrics WHERE metric = 'denials_suppressed';
 
 -- Retention: the denial writer removes refusals and alerts older than
--- prodguard.denial_log_retention (90 days by default) when it starts in a database.
+-- prodguard.denial_log_retention (90 days by default) when it first stores refusals.
 CREATE DATABASE pv_retention;
 \c pv_retention
 CREATE EXTENSION pg_prodguard;
