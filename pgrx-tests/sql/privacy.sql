@@ -98,6 +98,16 @@ SELECT prodguard.restore_row(:rls_change);
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
+-- the rights come first: a caller without them learns nothing of the row (not its key,
+-- not that it changed again later)
+UPDATE pv_users SET email = 'ada@shop.co.uk.old' WHERE id = 1;
+SELECT max(id) AS user_change FROM prodguard.audit_log WHERE table_name = 'pv_users' \gset
+UPDATE pv_users SET email = 'ada@shop.co.uk' WHERE id = 1;
+SET ROLE pv_operator;
+SELECT prodguard.restore_row(:user_change);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
 -- A restore runs the table owner's triggers restricted: what they set does not outlive
 -- the restore (the restoring superuser's search_path stays its own).
 CREATE ROLE pv_owner LOGIN;

@@ -127,6 +127,23 @@ fn undo(
     same_set: Option<&str>,
 ) -> bool {
     let _formats = StableFormats::set();
+    // SAFETY: syscache lookup.
+    if unsafe { pg_sys::get_rel_name(change.table) }.is_null() {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("cannot restore audit entry {}: its table no longer exists", change.id),
+            "The table was dropped after the change.",
+            "If it was dropped with an override, prodguard.restore_backup(<audit id of the DROP TABLE>) brings it back.",
+        );
+    }
+    // the caller's rights first: no message below (a row's key, a later change, a column)
+    // tells a caller anything of a table it may not change
+    let op = match (&change.old_row, &change.new_row) {
+        (None, _) => "DELETE",
+        (Some(_), None) => "INSERT",
+        (Some(_), Some(_)) => "UPDATE",
+    };
+    require_rights(change.table, op);
     let key = change.key.as_ref().unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -138,15 +155,6 @@ fn undo(
             "Add a primary key (or ALTER TABLE ... REPLICA IDENTITY USING INDEX) for future changes; this one can be read from old_row and put back by hand.",
         )
     });
-    // SAFETY: syscache lookup.
-    if unsafe { pg_sys::get_rel_name(change.table) }.is_null() {
-        raise(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-            format!("cannot restore audit entry {}: its table no longer exists", change.id),
-            "The table was dropped after the change.",
-            "If it was dropped with an override, prodguard.restore_backup(<audit id of the DROP TABLE>) brings it back.",
-        );
-    }
     if check_later {
         let later = later_change(change, key, same_set);
         if let Some(later) = later {
@@ -239,12 +247,6 @@ fn undo(
         ),
         (None, None) => return false,
     };
-    let op = match (&change.old_row, &change.new_row) {
-        (None, _) => "DELETE",
-        (Some(_), None) => "INSERT",
-        (Some(_), Some(_)) => "UPDATE",
-    };
-    require_rights(change.table, op);
     let _restoring = Restoring::start();
     let changed = extension::as_owner_restricted(change.table, || {
         Spi::connect_mut(|client| {

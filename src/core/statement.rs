@@ -29,6 +29,11 @@ pub fn note(source: *const c_char, location: i32, len: i32) {
 
 /// The statement being run, redacted; `None` when PostgreSQL does not know its text.
 pub fn current() -> Option<String> {
+    current_unredacted().map(|text| redact(&text))
+}
+
+/// The statement being run as written (for comparing, never for storing).
+pub fn current_unredacted() -> Option<String> {
     // SAFETY: debug_query_string is NULL or the NUL-terminated text of the current query.
     let p = unsafe { pg_sys::debug_query_string };
     if p.is_null() {
@@ -36,19 +41,23 @@ pub fn current() -> Option<String> {
     }
     // SAFETY: as above.
     let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
-    let text = match SPAN.get() {
-        Some((at, location, len)) if at == p as usize && location >= 0 => {
-            let start = (location as usize).min(bytes.len());
-            let end = if len > 0 {
-                (start + len as usize).min(bytes.len())
-            } else {
-                bytes.len()
-            };
-            &bytes[start..end]
-        }
-        _ => bytes,
+    Some(match SPAN.get() {
+        Some((at, location, len)) if at == p as usize => slice(bytes, location, len),
+        _ => slice(bytes, -1, 0),
+    })
+}
+
+/// One statement of a query string, by the location and length PostgreSQL gives it
+/// (`stmt_location`, `stmt_len`: -1 and 0 for "unknown" and "to the end"), trimmed.
+pub fn slice(query: &[u8], location: i32, len: i32) -> String {
+    let start = usize::try_from(location).unwrap_or(0).min(query.len());
+    let end = match usize::try_from(len) {
+        Ok(n) if n > 0 => (start + n).min(query.len()),
+        _ => query.len(),
     };
-    Some(redact(String::from_utf8_lossy(text).trim()))
+    String::from_utf8_lossy(&query[start..end])
+        .trim()
+        .to_string()
 }
 
 /// Words after which a string literal is a secret (case-insensitive): role passwords and

@@ -157,8 +157,10 @@ fn queue(finding: &Finding, detail: &str, who: &Session) {
     if !shmem::available() || dboid == pg_sys::InvalidOid {
         return;
     }
-    let statement = pg::current_statement().unwrap_or_default();
-    let (left, repeated) = match watch::admit_record(who, &statement) {
+    // compared as written; redacted only if stored (a flood's refusals past the rate cost
+    // no redaction)
+    let written = crate::core::statement::current_unredacted().unwrap_or_default();
+    let (left, repeated) = match watch::admit_record(who, &written) {
         watch::Admit::Count => {
             shmem::count(Counter::DenialsSuppressed);
             return;
@@ -188,11 +190,12 @@ fn queue(finding: &Finding, detail: &str, who: &Session) {
     r.object.set(&finding.object);
     r.detail.set(detail);
     // a client repeating one statement has its text stored once per minute
-    r.statement.set(if repeated {
-        "(the same statement as this client's previous refusal)"
+    if repeated {
+        r.statement
+            .set("(the same statement as this client's previous refusal)");
     } else {
-        &statement
-    });
+        r.statement.set(&crate::core::statement::redact(&written));
+    }
     shmem::enqueue(&r);
 }
 

@@ -414,12 +414,6 @@ unsafe fn statement_text(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) 
             (*pstmt).stmt_len,
         )
     };
-    let start = usize::try_from(loc).unwrap_or(0).min(bytes.len());
-    let end = match usize::try_from(len) {
-        Ok(n) if n > 0 => (start + n).min(bytes.len()),
-        _ => bytes.len(),
-    };
-    Some(crate::core::statement::redact(
-        String::from_utf8_lossy(&bytes[start..end]).trim(),
-    ))
+    let statement = crate::core::statement::slice(bytes, loc, len);
+    Some(crate::core::statement::redact(&statement))
 }
