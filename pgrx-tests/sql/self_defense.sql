@@ -28,6 +28,10 @@ ALTER TABLE prodguard.audit_log DISABLE TRIGGER ALL;
 CREATE RULE ignore_audit AS ON INSERT TO prodguard.audit_log DO INSTEAD NOTHING;
 CREATE TRIGGER sd_noop BEFORE INSERT ON prodguard.audit_log FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();
 CREATE POLICY sd_hide ON prodguard.audit_log USING (false);
+-- (its row security is its policies: dropping one would open the log to every reader)
+DROP POLICY readers ON prodguard.audit_log;
+DROP POLICY IF EXISTS readers ON audit_log;
+ALTER POLICY readers ON prodguard.backup_row RENAME TO open;
 ALTER SEQUENCE prodguard.audit_log_id_seq RESTART WITH 1;
 CREATE OR REPLACE VIEW prodguard.protected_tables AS SELECT NULL::regclass AS table_name;
 -- Writing its configuration or forging history.

@@ -102,6 +102,26 @@ pub unsafe fn check(stmt: *mut pg_sys::Node) -> Vec<Judged> {
                 let s = &*(stmt as *mut pg_sys::RuleStmt);
                 ("CREATE RULE", rv_in_schema(s.relation))
             }
+            T_DropStmt
+                if (*(stmt as *mut pg_sys::DropStmt)).removeType
+                    == pg_sys::ObjectType::OBJECT_POLICY =>
+            {
+                // DROP POLICY name ON table: each object is [schema,] table, policy (the
+                // policies on the extension's tables are what its row security is)
+                let s = &*(stmt as *mut pg_sys::DropStmt);
+                let object = PgList::<pg_sys::Node>::from_pg(s.objects)
+                    .iter_ptr()
+                    .find_map(|names| {
+                        let names = names as *mut pg_sys::List;
+                        let n = PgList::<pg_sys::Node>::from_pg(names).len();
+                        if n < 2 {
+                            return None;
+                        }
+                        let table = pg_sys::list_truncate(pg_sys::list_copy(names), n as i32 - 1);
+                        rv_in_schema(pg_sys::makeRangeVarFromNameList(table))
+                    });
+                ("DROP POLICY", object)
+            }
             T_CreatePolicyStmt => {
                 let s = &*(stmt as *mut pg_sys::CreatePolicyStmt);
                 ("CREATE POLICY", rv_in_schema(s.table))
