@@ -1,15 +1,24 @@
 //! Micro-benchmark of the test-data matcher (src/guards/test_data/matcher.rs, included directly: it is pure
 //! Rust). Reports, for dictionaries of 5,000 and 100,000 patterns plus the built-in kinds:
-//! build time, heap memory of the compiled matcher, and search speed in MB/s over
-//! realistic row values (names, e-mails, addresses, product names, notes), ASCII and
-//! accented. Run with `cargo bench --bench matcher`.
+//! build time, the compiled image's size (what the server's backends share in one mapped
+//! file), the time a backend takes to open (check) a mapped image, and search speed in
+//! MB/s over realistic row values (names, e-mails, addresses, product names, notes),
+//! ASCII and accented. Run with `cargo bench --bench matcher`.
 
+#[path = "../src/guards/test_data/automaton.rs"]
+#[allow(dead_code)]
+mod automaton;
 #[path = "../src/guards/test_data/fold.rs"]
 #[allow(dead_code)]
 mod fold;
+#[path = "../src/guards/test_data/image.rs"]
+#[allow(dead_code, unused_imports)]
+mod image;
 #[path = "../src/guards/test_data/matcher.rs"]
 #[allow(dead_code)]
 mod matcher;
+#[path = "../src/guards/test_data/starts.rs"]
+mod starts;
 
 /// The matcher's interrupt check (PostgreSQL's CHECK_FOR_INTERRUPTS in the extension).
 fn check_interrupts() {}
@@ -20,12 +29,14 @@ use std::time::Instant;
 
 use matcher::{Kind, Matcher, Pattern};
 
-/// Counts live heap bytes, to measure what a compiled matcher holds.
+/// Counts live heap bytes and their peak, to measure what a build needs.
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -170,16 +181,25 @@ fn dictionary(n: usize) -> Vec<Pattern> {
 
 fn main() {
     println!(
-        "{:>8} {:>10} {:>10} {:>14} {:>16}",
-        "patterns", "build ms", "heap MB", "ASCII MB/s", "accented MB/s"
+        "{:>8} {:>10} {:>10} {:>10} {:>10} {:>14} {:>16}",
+        "patterns", "build ms", "peak MB", "image MB", "open ms", "ASCII MB/s", "accented MB/s"
     );
-    for n in [100, 5_000, 100_000] {
+    for n in [100, 5_000, 100_000, 200_000] {
         let patterns = dictionary(n);
+        let count = patterns.len();
         let before = LIVE.load(Ordering::Relaxed);
+        PEAK.store(before, Ordering::Relaxed);
         let start = Instant::now();
-        let m = Matcher::new(patterns).expect("the dictionaries compile");
+        let built = Matcher::new(patterns).expect("the dictionaries compile");
         let build = start.elapsed();
-        let heap = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+        let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+        // what a backend does with the shared file: check the image in place
+        let words: Vec<u32> = built.image().words().to_vec();
+        let image = words.len() * 4;
+        drop(built);
+        let start = Instant::now();
+        let m = Matcher::open(Box::new(words)).expect("the image opens");
+        let open = start.elapsed();
         let mut speeds = Vec::new();
         for accented in [false, true] {
             let mut rng = Rng(42);
@@ -202,10 +222,12 @@ fn main() {
             assert_eq!(hits, 0, "the generated rows carry no test data");
         }
         println!(
-            "{:>8} {:>10.1} {:>10.1} {:>14.0} {:>16.0}",
-            m.patterns().len(),
+            "{:>8} {:>10.1} {:>10.1} {:>10.1} {:>10.2} {:>14.0} {:>16.0}",
+            count,
             build.as_secs_f64() * 1000.0,
-            heap as f64 / 1e6,
+            peak as f64 / 1e6,
+            image as f64 / 1e6,
+            open.as_secs_f64() * 1000.0,
             speeds[0],
             speeds[1]
         );

@@ -306,3 +306,17 @@ CREATE POLICY readers ON prodguard.backup_row FOR SELECT USING (
              WHERE b.audit_id = backup_row.audit_id AND prodguard._audit_visible(b.table_oid)));
 COMMENT ON POLICY readers ON prodguard.backup_row IS
     'Backed-up rows: for roles that may SELECT all of their table (superusers, once it is dropped).';
+
+-- The dictionaries' generation (issue 19): names the compiled matcher that the server's
+-- backends share, as sql/test_data.sql creates it. The trigger function is the same
+-- (its body, in the library, now also moves the generation on).
+CREATE TABLE prodguard.dictionary_generation (
+    one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+    generation bigint GENERATED ALWAYS AS IDENTITY
+);
+INSERT INTO prodguard.dictionary_generation DEFAULT VALUES;
+REVOKE ALL ON prodguard.dictionary_generation FROM PUBLIC;
+COMMENT ON TABLE prodguard.dictionary_generation IS
+    'pg_prodguard: the dictionaries'' generation (internal): moved on by every change to them; names the compiled matcher the server''s sessions share.';
+COMMENT ON SEQUENCE prodguard.dictionary_generation_generation_seq IS
+    'pg_prodguard: hands out the dictionaries'' generations (internal); a value once committed is never handed out again.';

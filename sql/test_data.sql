@@ -31,6 +31,19 @@ COMMENT ON COLUMN prodguard.dictionary_entry.pattern IS 'Text to find, compared 
 COMMENT ON COLUMN prodguard.dictionary_entry.match IS
     'word: not inside a longer run of letters or digits (a pattern starting with "." is a domain suffix that ends a host name); substring: anywhere.';
 
+-- The dictionaries' generation: set from its sequence by every change to them; names the
+-- compiled matcher that the server's backends share ($PGDATA/pg_prodguard/).
+CREATE TABLE prodguard.dictionary_generation (
+    one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+    generation bigint GENERATED ALWAYS AS IDENTITY
+);
+INSERT INTO prodguard.dictionary_generation DEFAULT VALUES;
+REVOKE ALL ON prodguard.dictionary_generation FROM PUBLIC;
+COMMENT ON TABLE prodguard.dictionary_generation IS
+    'pg_prodguard: the dictionaries'' generation (internal): moved on by every change to them; names the compiled matcher the server''s sessions share.';
+COMMENT ON SEQUENCE prodguard.dictionary_generation_generation_seq IS
+    'pg_prodguard: hands out the dictionaries'' generations (internal); a value once committed is never handed out again.';
+
 -- Every committed change to the dictionaries makes every session rebuild its matcher at
 -- its next statement.
 CREATE TRIGGER dictionary_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE

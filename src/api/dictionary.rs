@@ -86,13 +86,25 @@ fn dictionary_enable(dictionary: &str, enabled: bool) -> bool {
     enabled
 }
 
-/// Statement trigger on the dictionary tables: tells every backend of this database, at
-/// commit, to rebuild its matcher.
+/// Statement trigger on the dictionary tables: moves the dictionaries' generation on (the
+/// name of the compiled matcher the backends share) and tells every backend of this
+/// database, at commit, to take its matcher anew.
 #[pg_trigger]
 fn dictionaries_changed<'a>(
     _trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     if let Some(table) = extension::own_table(c"dictionary") {
+        // (the write the dictionary change was allowed brings with it: not judged again)
+        let moved = extension::as_owner_of(table, || {
+            crate::core::passes::own_write(|| {
+                Spi::run(
+                    "UPDATE prodguard.dictionary_generation SET generation = DEFAULT WHERE one",
+                )
+            })
+        });
+        if let Some(Err(e)) = moved {
+            raise_internal("move the dictionaries' generation on", e);
+        }
         // SAFETY: queues a relcache invalidation of our own table, sent at commit.
         unsafe { pg_sys::CacheInvalidateRelcacheByRelid(table) };
     }

@@ -39,10 +39,10 @@ fn scan(
         .into_iter()
         .take(MAX_SCAN_ROWS)
         .map(|hit| {
-            let p = &matcher.patterns()[hit.pattern];
+            let p = matcher.pattern(hit.pattern);
             (
-                p.dictionary.clone(),
-                p.pattern.clone(),
+                p.dictionary.to_string(),
+                p.pattern.to_string(),
                 hit.start as i32 + 1,
                 hit.end as i32,
             )

@@ -1,10 +1,11 @@
 //! The test-data guard's per-backend caches: the compiled matcher and the column plans.
 //!
-//! - The matcher is built from the enabled dictionaries once per backend, and rebuilt
-//!   after a relcache invalidation of `prodguard.dictionary` (sent at commit by a
-//!   statement trigger on both dictionary tables, so a committed change is in force in
-//!   every session of the database from its next statement; dictionaries are per
-//!   database, as sinval messages are).
+//! - The matcher of the enabled dictionaries is mapped from the file of their current
+//!   generation (`shared.rs`), or built here when there is none, once per backend; it is
+//!   forgotten after a relcache invalidation of `prodguard.dictionary` (sent at commit by
+//!   a statement trigger on both dictionary tables, which also moves the generation on,
+//!   so a committed change is in force in every session of the database from its next
+//!   statement; dictionaries are per database, as sinval messages are).
 //! - A table's column plan (which columns to read, and how) is made once per backend and
 //!   forgotten when the table's relcache entry is invalidated (ALTER TABLE).
 //!
@@ -24,6 +25,7 @@ use crate::core::extension;
 use crate::core::pg::{self, OidMap};
 
 use super::matcher::{Kind, Matcher, Pattern};
+use super::shared;
 use super::values::{reader_for, Column};
 
 #[derive(Default)]
@@ -62,7 +64,9 @@ unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     });
 }
 
-/// The matcher built from the enabled dictionaries of this database.
+/// The matcher of the enabled dictionaries of this database: mapped from the shared file
+/// of their generation when there is one (`shared.rs`), else built here (and written for
+/// the others when the generation is committed).
 pub fn matcher() -> Rc<Matcher> {
     register_callback();
     if let Some(m) = CACHE.with(|c| c.borrow().matcher.clone()) {
@@ -70,20 +74,22 @@ pub fn matcher() -> Rc<Matcher> {
     }
     let epoch = EPOCH.get();
     let table = extension::own_table(c"dictionary");
-    let patterns = match table.map(|t| extension::as_owner_of(t, load_patterns)) {
-        None => Vec::new(), // not installed here: no dictionaries
-        Some(Some(Ok(patterns))) => patterns,
-        Some(failed) => {
-            let why = match failed {
-                Some(Err(e)) => e.to_string(),
-                _ => "The owner of prodguard.dictionary could not be found.".into(),
-            };
+    let loaded = match table.map(|t| extension::as_owner_of(t, load)) {
+        None => Ok(Matcher::new(Vec::new())), // not installed here: no dictionaries
+        Some(Some(Ok(m))) => Ok(m),
+        Some(failed) => Err(match failed {
+            Some(Err(e)) => e.to_string(),
+            _ => "The owner of prodguard.dictionary could not be found.".into(),
+        }),
+    };
+    let matcher = match loaded {
+        Ok(m) => Rc::new(m.unwrap_or_else(|e| too_large(&e))),
+        Err(why) => {
             crate::core::error::cannot_decide("its test-data dictionaries", why);
-            return Rc::new(Matcher::new(Vec::new()).unwrap_or_else(|e| too_large(&e)));
             // (not kept)
+            return Rc::new(Matcher::new(Vec::new()).unwrap_or_else(|e| too_large(&e)));
         }
     };
-    let matcher = Rc::new(Matcher::new(patterns).unwrap_or_else(|e| too_large(&e)));
     if EPOCH.get() == epoch {
         CACHE.with(|c| {
             let mut c = c.borrow_mut();
@@ -94,30 +100,82 @@ pub fn matcher() -> Rc<Matcher> {
     matcher
 }
 
-fn load_patterns() -> Result<Vec<Pattern>, pgrx::spi::SpiError> {
+/// The current generation's matcher: its shared file, or built from the dictionary tables.
+fn load() -> Result<Result<Matcher, String>, pgrx::spi::SpiError> {
+    // SAFETY: reads the backend's database, set at connection.
+    let database = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    let current = Spi::connect(|client| {
+        let row = client.select(
+            "SELECT generation, xmin::text FROM prodguard.dictionary_generation",
+            Some(1),
+            &[],
+        )?;
+        Ok::<_, pgrx::spi::SpiError>(row.into_iter().next().and_then(|r| shareable(&r)))
+    })?;
+    if let Some(m) = current.and_then(|g| shared::load(database, g)) {
+        return Ok(Ok(m));
+    }
+    let (patterns, generation) = load_patterns()?;
+    let built = match Matcher::new(patterns) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    // (written for the others, then mapped like theirs: the built one's memory is freed)
+    if let Some(g) = generation.filter(|_| !built.is_empty()) {
+        if shared::store(database, g, &built) {
+            if let Some(m) = shared::load(database, g) {
+                return Ok(Ok(m));
+            }
+        }
+    }
+    Ok(Ok(built))
+}
+
+/// A generation that may be written to a shared file: one another transaction committed
+/// (visible here, and not written by this transaction, which may yet roll back).
+fn shareable(row: &pgrx::spi::SpiHeapTupleData) -> Option<i64> {
+    let generation = row.get::<i64>(1).ok().flatten()?;
+    let xmin: u32 = row.get::<String>(2).ok().flatten()?.parse().ok()?;
+    // SAFETY: asks whether an xid is this transaction's (or a subtransaction's).
+    let own = unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin.into()) };
+    (!own).then_some(generation)
+}
+
+/// The enabled patterns and, read in the same snapshot, their generation if shareable.
+fn load_patterns() -> Result<(Vec<Pattern>, Option<i64>), pgrx::spi::SpiError> {
     Spi::connect(|client| {
-        client
-            .select(
-                "SELECT e.dictionary, e.pattern, e.match
-                   FROM prodguard.dictionary_entry e
-                   JOIN prodguard.dictionary d ON d.name = e.dictionary
-                  WHERE d.enabled",
-                None,
-                &[],
-            )
-            .map(|rows| {
-                rows.filter_map(|row| {
-                    let dictionary = row.get::<String>(1).ok().flatten()?;
-                    let pattern = row.get::<String>(2).ok().flatten()?;
-                    let kind = Kind::parse(&row.get::<String>(3).ok().flatten()?)?;
-                    Some(Pattern {
-                        dictionary,
-                        pattern,
-                        kind,
-                    })
-                })
-                .collect()
-            })
+        let rows = client.select(
+            "SELECT g.generation, g.xmin::text, e.dictionary, e.pattern, e.match
+               FROM prodguard.dictionary_entry e
+               JOIN prodguard.dictionary d ON d.name = e.dictionary
+               LEFT JOIN prodguard.dictionary_generation g ON true
+              WHERE d.enabled",
+            None,
+            &[],
+        )?;
+        let mut generation = None;
+        let mut patterns = Vec::with_capacity(rows.len());
+        for (i, row) in rows.enumerate() {
+            if i == 0 {
+                generation = shareable(&row);
+            }
+            let (Some(dictionary), Some(pattern), Some(kind)) = (
+                row.get::<String>(3).ok().flatten(),
+                row.get::<String>(4).ok().flatten(),
+                row.get::<String>(5)
+                    .ok()
+                    .flatten()
+                    .and_then(|k| Kind::parse(&k)),
+            ) else {
+                continue;
+            };
+            patterns.push(Pattern {
+                dictionary,
+                pattern,
+                kind,
+            });
+        }
+        Ok((patterns, generation))
     })
 }
 

@@ -116,12 +116,12 @@ pub unsafe fn before(stmt: *mut pg_sys::Node) {
                     pg_sys::makeTypeNameFromNameList(s.typeName),
                 );
                 for relid in tables_using(typid) {
-                    let p = &m.patterns()[hit.pattern];
+                    let p = m.pattern(hit.pattern);
                     let hits = vec![RowHit {
                         ctid: pg_sys::ItemPointerData::default(),
                         column: String::new(),
-                        dictionary: p.dictionary.clone(),
-                        pattern: p.pattern.clone(),
+                        dictionary: p.dictionary.to_string(),
+                        pattern: p.pattern.to_string(),
                         text: hit.text.clone(),
                     }];
                     let why = format!(

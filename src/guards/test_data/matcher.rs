@@ -1,17 +1,17 @@
 //! Test-data matcher: every enabled dictionary pattern, compiled into one Aho-Corasick
-//! automaton, and the rules that decide whether a hit counts.
+//! automaton (`automaton.rs`) inside one image of words (`image.rs`), and the rules that
+//! decide whether a hit counts.
 //!
-//! Pure Rust, no PostgreSQL: `test_data` builds one `Matcher` per backend from the
-//! dictionary tables and asks it about every text value of a written row; the benchmark
-//! in `benches/matcher.rs` includes this file directly.
+//! Pure Rust, no PostgreSQL: `cache.rs` gets one `Matcher` per backend (mapped from the
+//! file every backend shares, `shared.rs`) and asks it about every text value of a written
+//! row; the benchmark in `benches/matcher.rs` includes this file directly.
 //!
 //! - **Spelling**: patterns and values are compared by their key (`fold`: compatibility
 //!   forms, case, look-alike letters, white space, invisible characters and separators in
-//!   numbers folded). The automaton holds keys only (half the states, and half the build
-//!   time, of an ASCII-case-insensitive one). A plain ASCII value (no capitals, no runs of
-//!   white space, no separator between digits) is its own key and is searched as it is;
-//!   any other value is folded into the caller's reusable buffer, and its hits are mapped
-//!   back to the original text, where their boundaries are judged.
+//!   numbers folded). The automaton holds keys only. A plain ASCII value (no capitals, no
+//!   runs of white space, no separator between digits) is its own key and is searched as
+//!   it is; any other value is folded into the caller's reusable buffer, and its hits are
+//!   mapped back to the original text, where their boundaries are judged.
 //! - **word** patterns must not continue a run of letters or digits: where the pattern
 //!   begins (ends) with a letter or digit, the character before (after) the hit must not
 //!   be one, or be the edge of the value (as `\m...\M` in PostgreSQL regular expressions).
@@ -21,15 +21,17 @@
 //!
 //! Hits are searched overlapping, so that a hit that fails its boundary rule does not hide
 //! another pattern's valid hit at the same place.
+//!
+//! Everything a search reads is in the image: the automaton, each key's length and rule,
+//! the patterns that share a key, the patterns' and dictionaries' names, and the start
+//! sets. Nothing is rebuilt from it, so a mapped image costs a backend no private memory.
 
-use aho_corasick::{
-    AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Anchored, Input, MatchKind, StartKind,
-};
+use std::collections::HashMap;
 
+use super::automaton::{self, Automaton, Layout};
 use super::fold;
-
-/// Total pattern bytes up to which the automaton is a DFA (a few MB at most).
-const SMALL_DICTIONARIES: usize = 16 * 1024;
+use super::image::{as_bytes, pack_bytes, Image, Words};
+use super::starts::{self, Starts};
 
 /// How a pattern must sit in a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,20 +58,28 @@ pub struct Pattern {
     pub kind: Kind,
 }
 
-/// What the automaton keeps per pattern to judge a hit.
-struct Rule {
-    kind: Kind,
-    /// The folded pattern begins / ends with a letter or digit.
-    open_left: bool,
-    open_right: bool,
-    /// A word pattern starting with '.': a domain suffix.
-    domain_suffix: bool,
+/// One pattern of one dictionary, as the image holds it.
+#[derive(Clone, Copy, Debug)]
+pub struct PatternRef<'a> {
+    pub dictionary: &'a str,
+    pub pattern: &'a str,
+    pub kind: Kind,
+}
+
+impl PatternRef<'_> {
+    pub fn to_owned(self) -> Pattern {
+        Pattern {
+            dictionary: self.dictionary.to_string(),
+            pattern: self.pattern.to_string(),
+            kind: self.kind,
+        }
+    }
 }
 
 /// A valid hit in a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hit {
-    /// Index into the patterns the matcher was built from.
+    /// Index of the pattern (`Matcher::pattern`).
     pub pattern: usize,
     /// Character offsets in the original value: first character, and one past the last.
     pub start: usize,
@@ -78,101 +88,245 @@ pub struct Hit {
     pub text: String,
 }
 
+// The image's sections: the automaton's first (automaton::SECTIONS of them), then these.
+/// [edge bytes, keys, patterns]
+const META: usize = automaton::SECTIONS;
+/// Per key: its length in bytes and its rule (the `RULE_*` bits).
+const KEY_INFO: usize = META + 1;
+/// Per key, where its patterns begin in MEMBERS (one more entry at the end).
+const FIRST_MEMBER: usize = META + 2;
+/// The patterns of each key: its first one, then others that share the key (spellings of
+/// one number or name, or one pattern in several dictionaries).
+const MEMBERS: usize = META + 3;
+/// Per pattern: dictionary index (| RULE_SUBSTRING for a substring pattern), text offset
+/// and length in TEXT.
+const PATTERNS: usize = META + 4;
+/// Per dictionary: name offset and length in TEXT.
+const DICTIONARIES: usize = META + 5;
+const TEXT: usize = META + 6;
+const STARTS: usize = META + 7; // three sections
+pub const SECTIONS: usize = STARTS + 3;
+
+const RULE_SUBSTRING: u32 = 1 << 31;
+/// The key begins (ends) with a letter or digit.
+const RULE_OPEN_LEFT: u32 = 1 << 30;
+const RULE_OPEN_RIGHT: u32 = 1 << 29;
+/// A word pattern starting with '.': a domain suffix.
+const RULE_DOMAIN: u32 = 1 << 28;
+const KEY_LEN: u32 = (1 << 28) - 1;
+
 pub struct Matcher {
-    automaton: Option<AhoCorasick>,
-    /// Where a pattern may start: its first three bytes (hashed), or all of a shorter one.
-    starts: StartFilter,
-    patterns: Vec<Pattern>,
-    /// Per automaton pattern: its rule, its first pattern (index), and any other patterns
-    /// that share its key (few: spellings of one number or name).
-    rules: Vec<Rule>,
-    primary: Vec<usize>,
-    others: std::collections::HashMap<usize, Vec<usize>>,
+    image: Image,
+    layout: Layout,
+    keys: usize,
+    patterns: usize,
+    short: bool,
 }
 
 impl Matcher {
     /// Compiles the patterns. Empty patterns (after folding) are skipped: the dictionary
     /// functions refuse them, and one would match everywhere. Fails (with the reason) only
-    /// when the dictionaries are too large for any automaton.
+    /// when the dictionaries are too large for the image's 32-bit offsets.
     pub fn new(patterns: Vec<Pattern>) -> Result<Matcher, String> {
-        let mut kept = Vec::with_capacity(patterns.len());
-        let mut folded: Vec<String> = Vec::with_capacity(patterns.len());
-        let mut rules = Vec::with_capacity(patterns.len());
-        let mut primary: Vec<usize> = Vec::with_capacity(patterns.len());
-        let mut others: std::collections::HashMap<usize, Vec<usize>> = Default::default();
+        let mut keys: Vec<String> = Vec::with_capacity(patterns.len());
+        let mut key_info: Vec<u32> = Vec::with_capacity(patterns.len());
+        let mut members: Vec<Vec<u32>> = Vec::with_capacity(patterns.len());
+        let mut text: Vec<u8> = Vec::new();
+        let mut table: Vec<u32> = Vec::with_capacity(3 * patterns.len());
+        let mut dictionaries: HashMap<String, u32> = HashMap::new();
+        let mut names: Vec<u32> = Vec::new();
         // Spellings of one pattern (`4242 4242 ...`, `4242-4242-...`) share a key: one
         // automaton pattern, which reports the spelling that was written where it can.
-        let mut by_key: std::collections::HashMap<(String, Kind), usize> =
-            std::collections::HashMap::with_capacity(patterns.len());
+        let mut by_key: HashMap<(String, Kind), usize> = HashMap::with_capacity(patterns.len());
+        let put_text = |text: &mut Vec<u8>, s: &str| -> Result<[u32; 2], String> {
+            let at = u32::try_from(text.len()).map_err(|_| "more than 4 GB of pattern text")?;
+            text.extend_from_slice(s.as_bytes());
+            Ok([at, s.len() as u32])
+        };
+        let mut kept = 0u32;
         for p in patterns {
             let mut f = String::with_capacity(p.pattern.len());
             fold::fold_into(&p.pattern, &mut f);
             // (a pattern of spaces or ignorable characters only would match every value)
-            if f.trim().is_empty() {
+            if f.trim().is_empty() || f.len() > KEY_LEN as usize {
                 continue;
             }
-            let index = kept.len();
+            let dictionary = match dictionaries.get(&p.dictionary) {
+                Some(&d) => d,
+                None => {
+                    let d = dictionaries.len() as u32;
+                    names.extend(put_text(&mut text, &p.dictionary)?);
+                    dictionaries.insert(p.dictionary.clone(), d);
+                    d
+                }
+            };
+            let kind_bit = if p.kind == Kind::Substring {
+                RULE_SUBSTRING
+            } else {
+                0
+            };
+            table.push(dictionary | kind_bit);
+            table.extend(put_text(&mut text, &p.pattern)?);
+            let index = kept;
+            kept += 1;
             let slot = (f, p.kind);
             if let Some(&id) = by_key.get(&slot) {
-                others.entry(id).or_default().push(index);
-                kept.push(p);
+                members[id].push(index);
                 continue;
             }
-            let (f, _) = slot;
-            by_key.insert((f.clone(), p.kind), folded.len());
-            primary.push(index);
-            rules.push(Rule {
-                kind: p.kind,
-                open_left: f.chars().next().is_some_and(char::is_alphanumeric),
-                open_right: f.chars().next_back().is_some_and(char::is_alphanumeric),
-                domain_suffix: p.kind == Kind::Word && f.starts_with('.'),
-            });
-            folded.push(f);
-            kept.push(p);
+            let (f, kind) = slot;
+            let mut info = f.len() as u32 | kind_bit;
+            if f.chars().next().is_some_and(char::is_alphanumeric) {
+                info |= RULE_OPEN_LEFT;
+            }
+            if f.chars().next_back().is_some_and(char::is_alphanumeric) {
+                info |= RULE_OPEN_RIGHT;
+            }
+            if kind == Kind::Word && f.starts_with('.') {
+                info |= RULE_DOMAIN;
+            }
+            by_key.insert((f.clone(), kind), keys.len());
+            key_info.push(info);
+            members.push(vec![index]);
+            keys.push(f);
         }
-        // A DFA searches several times faster, but its size grows with the dictionaries:
-        // use it while they are small, a contiguous NFA (a few bytes per pattern byte) beyond.
-        let total: usize = folded.iter().map(String::len).sum();
-        let kind = if total <= SMALL_DICTIONARIES {
-            AhoCorasickKind::DFA
-        } else {
-            AhoCorasickKind::ContiguousNFA
-        };
-        // A build fails only past the automaton's size limits (billions of states): then
-        // the slower non-contiguous NFA, and past that the caller is told why.
-        let automaton = if folded.is_empty() {
-            None
-        } else {
-            let build = |kind| {
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::Standard)
-                    .start_kind(StartKind::Both)
-                    .kind(Some(kind))
-                    .build(&folded)
-            };
-            Some(
-                build(kind)
-                    .or_else(|_| build(AhoCorasickKind::NoncontiguousNFA))
-                    .map_err(|e| e.to_string())?,
-            )
-        };
-        let starts = StartFilter::new(&folded);
-        Ok(Matcher {
-            automaton,
-            starts,
-            patterns: kept,
-            rules,
-            primary,
-            others,
-        })
+        drop(by_key);
+        let key_bytes: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        let built = automaton::build(&key_bytes)?;
+        let [three, two, one] = starts::build(&key_bytes);
+        let mut first_member = Vec::with_capacity(members.len() + 1);
+        let mut flat = Vec::with_capacity(kept as usize);
+        for m in &members {
+            first_member.push(flat.len() as u32);
+            flat.extend_from_slice(m);
+        }
+        first_member.push(flat.len() as u32);
+        let meta = vec![built.edge_bytes_len as u32, keys.len() as u32, kept];
+        let mut sections: Vec<Vec<u32>> = built.sections.into_iter().collect();
+        sections.extend([
+            meta,
+            key_info,
+            first_member,
+            flat,
+            table,
+            names,
+            pack_bytes(&text),
+            three,
+            two,
+            one,
+        ]);
+        if sections.iter().map(Vec::len).sum::<usize>() >= u32::MAX as usize {
+            return Err("the compiled dictionaries exceed 16 GB".into());
+        }
+        Matcher::from_image(Image::assemble(sections))
     }
 
-    pub fn patterns(&self) -> &[Pattern] {
-        &self.patterns
+    /// The matcher an image holds (built here, or mapped from a file); Err says why the
+    /// image is not a sound one.
+    pub fn open(store: Box<dyn Words>) -> Result<Matcher, String> {
+        Matcher::from_image(Image::open(store, SECTIONS)?)
+    }
+
+    fn from_image(image: Image) -> Result<Matcher, String> {
+        let r = |i| image.range(i);
+        let meta = image.section(META);
+        let &[edge_bytes_len, keys, patterns] = meta else {
+            return Err("matcher image without its counts".into());
+        };
+        let layout = Layout {
+            root: r(0),
+            first_edge: r(1),
+            edge_bytes: r(2),
+            edge_bytes_len: edge_bytes_len as usize,
+            edge_target: r(3),
+            fail: r(4),
+            first_output: r(5),
+            outputs: r(6),
+            dict_link: r(7),
+        };
+        let (keys, patterns) = (keys as usize, patterns as usize);
+        let mut m = Matcher {
+            image,
+            layout,
+            keys,
+            patterns,
+            short: false,
+        };
+        let starts = m.starts();
+        let short = starts.has_short();
+        let sound = starts.is_consistent()
+            && m.automaton()
+                .is_some_and(|a| a.is_consistent() && a.outputs_below(keys))
+            && m.image.section(KEY_INFO).len() == keys
+            && m.image.section(FIRST_MEMBER).len() == keys + 1
+            && m.image.section(PATTERNS).len() == 3 * patterns
+            && m.image.section(PATTERNS).chunks(3).all(|e| {
+                2 * (e[0] & !RULE_SUBSTRING) as usize + 2 <= m.image.section(DICTIONARIES).len()
+            })
+            && m.image
+                .section(MEMBERS)
+                .iter()
+                .all(|&p| (p as usize) < patterns)
+            && m.image
+                .section(FIRST_MEMBER)
+                .windows(2)
+                .all(|w| w[0] < w[1])
+            && m.image
+                .section(FIRST_MEMBER)
+                .last()
+                .is_some_and(|&l| l as usize == m.image.section(MEMBERS).len());
+        if !sound {
+            return Err("matcher image sections do not fit together".into());
+        }
+        m.short = short;
+        Ok(m)
+    }
+
+    /// The image, to store it.
+    pub fn image(&self) -> &Image {
+        &self.image
+    }
+
+    #[inline]
+    fn automaton(&self) -> Option<Automaton<'_>> {
+        Automaton::view(self.image.words(), &self.layout)
+    }
+
+    #[inline]
+    fn starts(&self) -> Starts<'_> {
+        Starts {
+            three: self.image.section(STARTS),
+            two: self.image.section(STARTS + 1),
+            one: self.image.section(STARTS + 2),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
+        self.patterns == 0
+    }
+
+    /// Pattern `i` (as reported in `Hit::pattern`).
+    pub fn pattern(&self, i: usize) -> PatternRef<'_> {
+        let entry = &self.image.section(PATTERNS)[3 * i..3 * i + 3];
+        let d = (entry[0] & !RULE_SUBSTRING) as usize;
+        let name = &self.image.section(DICTIONARIES)[2 * d..2 * d + 2];
+        PatternRef {
+            dictionary: self.text(name[0], name[1]),
+            pattern: self.text(entry[1], entry[2]),
+            kind: if entry[0] & RULE_SUBSTRING != 0 {
+                Kind::Substring
+            } else {
+                Kind::Word
+            },
+        }
+    }
+
+    fn text(&self, at: u32, len: u32) -> &str {
+        let bytes = as_bytes(self.image.section(TEXT));
+        bytes
+            .get(at as usize..at as usize + len as usize)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
     }
 
     /// The first valid hit in a value, if any (the per-row path).
@@ -187,9 +341,9 @@ impl Matcher {
     }
 
     fn hits(&self, value: &str, buffer: &mut String, first_only: bool) -> Vec<Hit> {
-        let Some(automaton) = &self.automaton else {
+        if self.keys == 0 {
             return Vec::new();
-        };
+        }
         let shape = fold::shape(value);
         if shape != fold::Shape::Other {
             // the value is its own key, or its ASCII lower case: offsets are the same, and
@@ -202,21 +356,29 @@ impl Matcher {
                 buffer.make_ascii_lowercase();
                 buffer
             };
-            // (most values hold no pattern at all: a plain search, with the automaton's
-            // prefilter, says so faster than the overlapping one)
-            if !self.any_match(automaton, haystack) {
+            // (most values hold no pattern at all: the start sets and short anchored walks
+            // say so without running the automaton over every byte)
+            if !self.any_match(haystack.as_bytes()) {
                 return Vec::new();
             }
+            let (Some(automaton), key_info) = (self.automaton(), self.image.section(KEY_INFO))
+            else {
+                return Vec::new(); // (checked when the image was opened)
+            };
             let mut found: Vec<(usize, usize, usize)> = Vec::new();
-            for m in automaton.find_overlapping_iter(haystack) {
-                let (start, end, id) = (m.start(), m.end(), m.pattern().as_usize());
-                if self.counts(value, start, end, &self.rules[id]) {
-                    found.push((start, end, id));
+            let mut work = 0usize;
+            automaton.overlapping(haystack.as_bytes(), |end, id| {
+                interruptible(&mut work);
+                let info = key_info[id as usize];
+                let start = end - (info & KEY_LEN) as usize;
+                if counts(value, start, end, info) {
+                    found.push((start, end, id as usize));
                     if first_only {
-                        break;
+                        return false;
                     }
                 }
-            }
+                true
+            });
             found.sort_unstable();
             return found
                 .into_iter()
@@ -235,16 +397,20 @@ impl Matcher {
         }
         buffer.clear();
         fold::fold_into(value, buffer);
-        if !self.any_match(automaton, buffer.as_str()) {
+        if !self.any_match(buffer.as_bytes()) {
             return Vec::new();
         }
+        let (Some(automaton), key_info) = (self.automaton(), self.image.section(KEY_INFO)) else {
+            return Vec::new();
+        };
         let mut work = 0usize;
-        let candidates: Vec<(usize, usize, usize)> = automaton
-            .find_overlapping_iter(buffer.as_str())
-            .take(MAX_CANDIDATES)
-            .inspect(|_| interruptible(&mut work))
-            .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
-            .collect();
+        let mut candidates: Vec<(usize, usize, usize)> = Vec::new();
+        automaton.overlapping(buffer.as_bytes(), |end, id| {
+            interruptible(&mut work);
+            let start = end - (key_info[id as usize] & KEY_LEN) as usize;
+            candidates.push((start, end, id as usize));
+            candidates.len() < MAX_CANDIDATES
+        });
         if candidates.is_empty() {
             return Vec::new();
         }
@@ -255,7 +421,7 @@ impl Matcher {
             .zip(spans)
             .filter(|((_, _, id), span)| {
                 interruptible(&mut work);
-                self.counts(value, span.bytes.0, span.bytes.1, &self.rules[*id])
+                counts(value, span.bytes.0, span.bytes.1, key_info[*id])
             })
             .flat_map(|((_, _, id), span)| {
                 let text = value[span.bytes.0..span.bytes.1].to_string();
@@ -277,45 +443,43 @@ impl Matcher {
     }
 
     /// Whether any pattern occurs in a key. Most values hold none: rather than running the
-    /// automaton over every byte (a large NFA costs tens of instructions per byte), only
-    /// the places where a pattern may start (by its first bytes) are tried, anchored.
-    fn any_match(&self, automaton: &AhoCorasick, key: &str) -> bool {
-        let k = key.as_bytes();
-        let work = std::cell::Cell::new(0usize);
-        let anchored_at = |i: usize| {
-            let mut w = work.get();
-            interruptible(&mut w);
-            work.set(w);
-            match automaton.try_find(Input::new(key).range(i..).anchored(Anchored::Yes)) {
-                Ok(found) => found.is_some(),
-                Err(_) => automaton.is_match(key),
-            }
+    /// automaton over every byte, only the places where a pattern may start (by its first
+    /// bytes) are tried, anchored; the automaton is not even looked at when there is none.
+    fn any_match(&self, k: &[u8]) -> bool {
+        let starts = self.starts();
+        let mut automaton = None;
+        let mut work = 0usize;
+        let mut anchored_at = |i: usize| {
+            interruptible(&mut work);
+            automaton
+                .get_or_insert_with(|| self.automaton())
+                .as_ref()
+                .is_some_and(|a| a.prefix_at(k, i))
         };
-        if self.starts.short {
-            return (0..k.len()).any(|i| self.starts.may_start(k, i) && anchored_at(i));
+        if self.short {
+            return (0..k.len()).any(|i| starts.may_start(k, i) && anchored_at(i));
         }
         // (the common case: every pattern has three bytes or more)
-        k.windows(3)
-            .enumerate()
-            .any(|(i, w)| bit(&self.starts.three, three_hash(w[0], w[1], w[2])) && anchored_at(i))
+        (0..k.len().saturating_sub(2)).any(|i| starts.may_start_three(k, i) && anchored_at(i))
     }
 
-    /// The patterns a hit of automaton pattern `id` reports: one per dictionary among the
-    /// patterns that share its key (only the first when `first_only`), each the spelling
-    /// written in the value if the dictionary has it, else the dictionary's first.
+    /// The patterns a hit of key `id` reports: one per dictionary among the patterns that
+    /// share the key (only the first when `first_only`), each the spelling written in the
+    /// value if the dictionary has it, else the dictionary's first.
     fn reported(&self, id: usize, text: &str, first_only: bool) -> Vec<usize> {
+        let first = self.image.section(FIRST_MEMBER);
+        let members = &self.image.section(MEMBERS)[first[id] as usize..first[id + 1] as usize];
         let mut chosen: Vec<usize> = Vec::new();
-        let members = std::iter::once(self.primary[id])
-            .chain(self.others.get(&id).into_iter().flatten().copied());
-        for i in members {
-            let dictionary = &self.patterns[i].dictionary;
+        for &i in members {
+            let i = i as usize;
+            let p = self.pattern(i);
             match chosen
                 .iter_mut()
-                .find(|c| &self.patterns[**c].dictionary == dictionary)
+                .find(|c| self.pattern(**c).dictionary == p.dictionary)
             {
                 Some(c) => {
-                    if !self.patterns[*c].pattern.eq_ignore_ascii_case(text)
-                        && self.patterns[i].pattern.eq_ignore_ascii_case(text)
+                    if !self.pattern(*c).pattern.eq_ignore_ascii_case(text)
+                        && p.pattern.eq_ignore_ascii_case(text)
                     {
                         *c = i;
                     }
@@ -328,89 +492,26 @@ impl Matcher {
         }
         chosen
     }
+}
 
-    fn counts(&self, haystack: &str, start: usize, end: usize, rule: &Rule) -> bool {
-        if rule.kind == Kind::Substring {
-            return true;
-        }
-        let before = haystack[..start].chars().next_back();
-        let after = haystack[end..].chars().next();
-        if rule.open_left && before.is_some_and(char::is_alphanumeric) {
-            return false;
-        }
-        if rule.open_right && after.is_some_and(char::is_alphanumeric) {
-            return false;
-        }
-        if rule.domain_suffix && after.is_some_and(|c| c.is_alphanumeric() || c == '.' || c == '-')
-        {
-            return false;
-        }
-        true
+/// Whether a hit at `haystack[start..end]` of a key with rule `info` counts.
+fn counts(haystack: &str, start: usize, end: usize, info: u32) -> bool {
+    if info & RULE_SUBSTRING != 0 {
+        return true;
     }
-}
-
-/// The first bytes of every pattern, as sets: a position of a value where no pattern may
-/// start is skipped without running the automaton. Three-byte prefixes are hashed into a
-/// 2^19-bit set (64 KB); patterns of one or two bytes are kept exactly.
-struct StartFilter {
-    three: Vec<u64>,
-    two: Vec<u64>,
-    one: [u64; 4],
-    /// Whether any pattern is shorter than three bytes.
-    short: bool,
-}
-
-const START_BITS: u32 = 19;
-
-fn set_bit(set: &mut [u64], x: usize) {
-    set[x >> 6] |= 1 << (x & 63);
-}
-
-fn bit(set: &[u64], x: usize) -> bool {
-    set[x >> 6] & (1 << (x & 63)) != 0
-}
-
-fn three_hash(a: u8, b: u8, c: u8) -> usize {
-    let x = u32::from(a) << 16 | u32::from(b) << 8 | u32::from(c);
-    (x.wrapping_mul(0x9E37_79B1) >> (32 - START_BITS)) as usize
-}
-
-impl StartFilter {
-    fn new(keys: &[String]) -> StartFilter {
-        let mut f = StartFilter {
-            three: vec![0; 1 << (START_BITS - 6)],
-            two: Vec::new(),
-            one: [0; 4],
-            short: false,
-        };
-        for k in keys {
-            let b = k.as_bytes();
-            match b.len() {
-                0 => {}
-                1 => {
-                    set_bit(&mut f.one, usize::from(b[0]));
-                    f.short = true;
-                }
-                2 => {
-                    if f.two.is_empty() {
-                        f.two = vec![0; 1 << 10];
-                    }
-                    set_bit(&mut f.two, usize::from(b[0]) << 8 | usize::from(b[1]));
-                    f.short = true;
-                }
-                _ => set_bit(&mut f.three, three_hash(b[0], b[1], b[2])),
-            }
-        }
-        f
+    let before = haystack[..start].chars().next_back();
+    let after = haystack[end..].chars().next();
+    if info & RULE_OPEN_LEFT != 0 && before.is_some_and(char::is_alphanumeric) {
+        return false;
     }
-
-    fn may_start(&self, k: &[u8], i: usize) -> bool {
-        bit(&self.one, usize::from(k[i]))
-            || (i + 1 < k.len()
-                && !self.two.is_empty()
-                && bit(&self.two, usize::from(k[i]) << 8 | usize::from(k[i + 1])))
-            || (i + 2 < k.len() && bit(&self.three, three_hash(k[i], k[i + 1], k[i + 2])))
+    if info & RULE_OPEN_RIGHT != 0 && after.is_some_and(char::is_alphanumeric) {
+        return false;
     }
+    if info & RULE_DOMAIN != 0 && after.is_some_and(|c| c.is_alphanumeric() || c == '.' || c == '-')
+    {
+        return false;
+    }
+    true
 }
 
 /// Lets a query cancel or statement timeout in every `INTERRUPT_EVERY` steps of work on
@@ -651,7 +752,7 @@ mod tests {
                 let mut got: Vec<(usize, usize, String)> = m
                     .all(&value)
                     .into_iter()
-                    .map(|h| (h.start, h.end, m.patterns()[h.pattern].pattern.clone()))
+                    .map(|h| (h.start, h.end, m.pattern(h.pattern).pattern.to_string()))
                     .collect();
                 let mut want = Vec::new();
                 // (a pattern listed twice in one dictionary is one pattern)
@@ -725,7 +826,7 @@ mod tests {
                     assert!(h.start >= last, "hits out of order in {value:?}");
                     assert!(h.start < h.end, "empty hit in {value:?}");
                     last = h.start;
-                    let pattern = folded(&m.patterns()[h.pattern].pattern);
+                    let pattern = folded(m.pattern(h.pattern).pattern);
                     assert!(
                         folded(&h.text).contains(&pattern),
                         "hit {:?} of {pattern:?} in {value:?}",

@@ -14,11 +14,15 @@
 //! The dictionaries, `scan()` and `scan_table()` are SQL functions (`api::dictionary`,
 //! `api::scan`) built on this module's matcher and readers.
 
+mod automaton;
 pub mod cache;
 pub mod ddl;
 mod fold;
+mod image;
 mod json_text;
 pub mod matcher;
+mod shared;
+mod starts;
 pub mod table_scan;
 pub mod values;
 
@@ -230,7 +234,7 @@ unsafe fn scan_columns(
                 });
             });
             if let Some(hit) = found {
-                let pattern = matcher.patterns()[hit.pattern].clone();
+                let pattern = matcher.pattern(hit.pattern).to_owned();
                 return Some(Found {
                     column: col.name.clone(),
                     hit,

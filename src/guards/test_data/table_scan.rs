@@ -89,12 +89,12 @@ pub fn scan(
                             })
                         };
                         for hit in found {
-                            let p = &matcher.patterns()[hit.pattern];
+                            let p = matcher.pattern(hit.pattern);
                             hits.push(RowHit {
                                 ctid,
                                 column: col.name.clone(),
-                                dictionary: p.dictionary.clone(),
-                                pattern: p.pattern.clone(),
+                                dictionary: p.dictionary.to_string(),
+                                pattern: p.pattern.to_string(),
                                 text: hit.text,
                             });
                             if hits.len() >= max_hits {

@@ -1,0 +1,123 @@
+//! The compiled dictionaries, shared by every backend of the server: one file per
+//! database and dictionary generation under `$PGDATA/pg_prodguard/`, mapped read-only.
+//!
+//! - The first backend that needs the matcher of a generation builds it and writes its
+//!   image (written to a temporary file, flushed, then renamed into place, so that a
+//!   reader sees a whole file or none). Every other backend maps the file: its pages are
+//!   the kernel's page cache, shared, not the backend's private memory, and a new
+//!   connection's first match costs one `open` and one `mmap`.
+//! - A generation is a value of `prodguard.dictionary_generation`, which the dictionary
+//!   tables' statement trigger sets from a sequence at every change. Only generations
+//!   committed by other transactions are written (`cache.rs` checks): a sequence value is
+//!   never handed out twice once committed, so a file's name always means one content.
+//! - Files are never changed once renamed into place; writing a generation removes the
+//!   database's older files (a backend that still maps one keeps its pages until it lets
+//!   go). Any failure here (no space, no permission, a damaged file) falls back to a
+//!   matcher in the backend's own memory, as before: slower to start, never wrong.
+
+use std::ffi::c_void;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+
+use super::image::Words;
+use super::matcher::Matcher;
+
+/// Relative to the data directory, every backend's working directory (as `pg_stat_tmp`).
+const DIR: &str = "pg_prodguard";
+
+fn prefix(database: u32) -> String {
+    format!("matcher.{database}.")
+}
+
+fn path(database: u32, generation: i64) -> String {
+    format!("{DIR}/{}{generation}", prefix(database))
+}
+
+/// The matcher of a generation, mapped from its file, if the file is there and sound.
+pub fn load(database: u32, generation: i64) -> Option<Matcher> {
+    let file = File::open(path(database, generation)).ok()?;
+    let mapping = Mapping::of(&file)?;
+    Matcher::open(Box::new(mapping)).ok()
+}
+
+/// Writes a generation's matcher for the other backends, and removes the database's older
+/// files. Best effort: false when it could not be written.
+pub fn store(database: u32, generation: i64, matcher: &Matcher) -> bool {
+    let target = path(database, generation);
+    // SAFETY: reads the backend's process id, set at start.
+    let pid = unsafe { pgrx::pg_sys::MyProcPid };
+    let temporary = format!("{DIR}/tmp.{database}.{generation}.{pid}");
+    let written = (|| -> std::io::Result<()> {
+        fs::create_dir_all(DIR)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        f.write_all(matcher.image().bytes())?;
+        f.sync_all()?;
+        fs::rename(&temporary, &target)?;
+        File::open(DIR)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+        return false;
+    }
+    let ours = format!("{}{generation}", prefix(database));
+    if let Ok(entries) = fs::read_dir(DIR) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix(database)) && name != ours {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    true
+}
+
+/// A file mapped read-only, whole.
+struct Mapping {
+    address: *mut c_void,
+    len: usize,
+}
+
+impl Mapping {
+    fn of(file: &File) -> Option<Mapping> {
+        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        if len < 16 || len % 4 != 0 {
+            return None;
+        }
+        // SAFETY: maps `len` bytes of an open file read-only and private to this mapping's
+        // lifetime; the descriptor may be closed afterwards. MAP_FAILED is checked.
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        (address != libc::MAP_FAILED).then_some(Mapping { address, len })
+    }
+}
+
+impl Words for Mapping {
+    fn words(&self) -> &[u32] {
+        // SAFETY: the mapping is page-aligned (so u32-aligned), `len` bytes long and
+        // readable until dropped; files are never written once renamed into place.
+        unsafe { std::slice::from_raw_parts(self.address.cast::<u32>(), self.len / 4) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `of` mapped, once.
+        unsafe { libc::munmap(self.address, self.len) };
+    }
+}
