@@ -59,3 +59,35 @@ SELECT prodguard.restore_backup(max(a.id)) AS rows_back
 SELECT id, name FROM er_shop.items ORDER BY id;
 \c - postgres
 SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'er_shop.items'::regclass;
+
+-- Backups encode rows as the row audit does: every value PostgreSQL accepted is backed up
+-- (to_jsonb(t) failed on json that jsonb cannot hold, and lost -0 and arrays' lower
+-- bounds), and comes back as it was; json comes back as the same JSON value (jsonb
+-- normalises numbers), and json that jsonb cannot hold as a JSON string of its text, as
+-- the row audit keeps it.
+CREATE TABLE er_odd (id int PRIMARY KEY, doc json, f float8, a int[], r regclass, t text);
+INSERT INTO er_odd VALUES
+    (1, '{"k": "\ud800"}', '-0', '[0:1]={7,8}', 'er_odd', 'plain'),
+    (2, '[1e400]', 'NaN', '{1,2}', NULL, NULL),
+    (3, NULL, 1.5, NULL, 'pg_class', 'Zoë');
+CREATE TABLE er_odd_before AS SELECT id, doc::text AS doc, f::text AS f, a::text AS a, r::text AS r, t FROM er_odd;
+SELECT prodguard.protect('er_odd');
+BEGIN;
+SET LOCAL prodguard.override = 'CHG-501: truncate the odd table';
+TRUNCATE er_odd;
+COMMIT;
+SELECT count(*) AS backed_up FROM prodguard.backup_row b
+  JOIN prodguard.audit_log a ON a.id = b.audit_id
+ WHERE a.action = 'TRUNCATE' AND a.table_name = 'er_odd';
+SELECT prodguard.restore_backup(max(a.id)) AS rows_back
+  FROM prodguard.audit_log a WHERE a.action = 'TRUNCATE' AND a.table_name = 'er_odd';
+SELECT b.id, o.f::text = b.f AS f_same, o.a::text = b.a AS a_same, o.r::text = b.r AS r_same,
+       o.t IS NOT DISTINCT FROM b.t AS t_same, o.doc::text AS doc
+  FROM er_odd o JOIN er_odd_before b USING (id) ORDER BY b.id;
+BEGIN;
+SET LOCAL prodguard.override = 'CHG-502: drop the odd table';
+DROP TABLE er_odd;
+COMMIT;
+SELECT prodguard.restore_backup(max(a.id)) AS rows_back
+  FROM prodguard.audit_log a WHERE a.action = 'DROP TABLE' AND a.table_name = 'er_odd';
+SELECT id, f::text, a::text FROM er_odd ORDER BY id;

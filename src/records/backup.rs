@@ -3,6 +3,10 @@
 //! and its rows to `prodguard.backup_row`, up to `prodguard.backup_max_rows` (above that
 //! the statement is refused even with an override). `api::restore::restore_backup()`
 //! brings them back.
+//!
+//! Rows are encoded as the row audit encodes them (`row_json`): every value PostgreSQL
+//! accepted is backed up (json that jsonb cannot hold, `-0`, arrays with other lower
+//! bounds, names of objects), where `to_jsonb(t)` failed on some and lost others.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -11,6 +15,8 @@ use crate::core::error::{raise, raise_internal};
 use crate::core::extension;
 use crate::core::pg;
 use crate::core::settings;
+use crate::records::row_json::{self, RowJson};
+use pgrx::datum::DatumWithOid;
 
 /// Copies a protected table that `command` is about to destroy into the backup tables,
 /// under the audit entry `audit_id`. Refuses the command when the table has more rows than
@@ -99,16 +105,123 @@ pub fn backup_with(relid: pg_sys::Oid, audit_id: i64, command: &str, over_limit:
             &[audit_id.into(), relid.into(), rows.into()],
         )
         .map_err(|e| e.to_string())?;
-        Spi::run_with_args(
-            &format!(
-                "INSERT INTO prodguard.backup_row (audit_id, ordinal, row_data)
-                 SELECT $1, row_number() OVER (), to_jsonb(t) FROM {table} t LIMIT $2"
-            ),
-            &[audit_id.into(), limit.into()],
-        )
-        .map_err(|e| e.to_string())
+        copy_rows(relid, &table, audit_id, limit).map_err(|e| e.to_string())
     });
     if let Some(Err(e)) = done {
         raise_internal(&format!("back up {table}"), e);
     }
+}
+
+/// Rows of a backup encoded and written per statement.
+const COPY_BATCH: usize = 1000;
+
+/// Copies the rows of `table` (its inheritors' too, as the parent's columns, as a scan of
+/// the parent reads them) into backup_row, at most `limit`, `COPY_BATCH` per INSERT.
+fn copy_rows(
+    relid: pg_sys::Oid,
+    table: &str,
+    audit_id: i64,
+    limit: i64,
+) -> Result<(), pgrx::spi::SpiError> {
+    let alias = row_alias(relid);
+    Spi::connect(|client| {
+        let mut cursor = client.open_cursor(
+            &format!("SELECT {alias} FROM {table} AS {alias} LIMIT $1"),
+            &[limit.into()],
+        );
+        let mut encoder: Option<(RowJson, pg_sys::TupleDesc)> = None;
+        let (mut values, mut nulls) = (Vec::new(), Vec::new());
+        let mut ordinal = 0i64;
+        // (each batch's encoded rows are freed once written)
+        // SAFETY: a child of the current (SPI) context, reset per batch, freed with it.
+        let batch_context = unsafe {
+            pg_sys::AllocSetContextCreateInternal(
+                pg_sys::CurrentMemoryContext,
+                c"prodguard backup batch".as_ptr(),
+                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+            )
+        };
+        let result = loop {
+            let mut batch = match cursor.fetch(COPY_BATCH as i64) {
+                Ok(b) => b,
+                Err(e) => break Err(e),
+            };
+            if batch.is_empty() {
+                break Ok(());
+            }
+            let mut rows: Vec<pg_sys::Datum> = Vec::with_capacity(COPY_BATCH);
+            // SAFETY: switched back below, before anything else is allocated.
+            let previous = unsafe { pg_sys::MemoryContextSwitchTo(batch_context) };
+            while batch.next().is_some() {
+                let Ok(Some(datum)) = batch.get_datum_by_ordinal(1) else {
+                    continue;
+                };
+                // SAFETY: a whole-row value of the table's row type, valid until the next
+                // fetch; stored in the result row it may have a short header, so it is
+                // detoasted (DatumGetHeapTupleHeader); its descriptor is looked up once and
+                // released below.
+                unsafe {
+                    let header = pg_sys::pg_detoast_datum(datum.cast_mut_ptr())
+                        .cast::<pg_sys::HeapTupleHeaderData>();
+                    let (enc, desc) = encoder.get_or_insert_with(|| {
+                        let t = (*header).t_choice.t_datum;
+                        let desc = pg_sys::lookup_rowtype_tupdesc(t.datum_typeid, t.datum_typmod);
+                        (RowJson::new(desc, None), desc)
+                    });
+                    let mut tuple = pg_sys::HeapTupleData {
+                        t_len: pgrx::varsize_any(header.cast()) as u32,
+                        t_data: header,
+                        ..Default::default()
+                    };
+                    row_json::deform(&mut tuple, *desc, &mut values, &mut nulls);
+                    rows.push(enc.encode(&values, &nulls));
+                }
+            }
+            // SAFETY: an array of the jsonb datums just built, in the current context.
+            let array = unsafe {
+                pg_sys::Datum::from(pg_sys::construct_array(
+                    rows.as_mut_ptr(),
+                    rows.len() as i32,
+                    pg_sys::JSONBOID,
+                    -1,
+                    false,
+                    pg_sys::TYPALIGN_INT as std::ffi::c_char,
+                ))
+            };
+            // SAFETY: the context current before the switch above.
+            unsafe { pg_sys::MemoryContextSwitchTo(previous) };
+            // SAFETY: the datum is a jsonb[] built above, alive for the statement.
+            let rows_arg = unsafe { DatumWithOid::new(array, pg_sys::JSONBARRAYOID) };
+            if let Err(e) = Spi::run_with_args(
+                "INSERT INTO prodguard.backup_row (audit_id, ordinal, row_data)
+                 SELECT $1, $2 + u.n, u.r FROM unnest($3::jsonb[]) WITH ORDINALITY AS u(r, n)",
+                &[audit_id.into(), ordinal.into(), rows_arg],
+            ) {
+                break Err(e);
+            }
+            ordinal += rows.len() as i64;
+            // SAFETY: nothing refers to the batch's rows once they are written.
+            unsafe { pg_sys::MemoryContextReset(batch_context) };
+        };
+        if let Some((_, desc)) = encoder {
+            // SAFETY: releases the reference lookup_rowtype_tupdesc took.
+            unsafe { pg_sys::DecrTupleDescRefCount(desc) };
+        }
+        result
+    })
+}
+
+/// A table alias that no column of the table is named: a bare name in a select list is a
+/// column before it is a whole row (`SELECT t FROM tbl t` reads column `t` if there is one).
+fn row_alias(relid: pg_sys::Oid) -> String {
+    (0..)
+        .map(|i| format!("prodguard_row_{i}"))
+        .find(|name| {
+            let c = std::ffi::CString::new(name.as_str()).unwrap_or_default();
+            // SAFETY: a syscache lookup by name; InvalidAttrNumber when there is none.
+            unsafe { pg_sys::get_attnum(relid, c.as_ptr()) == pg_sys::InvalidAttrNumber as i16 }
+        })
+        .unwrap_or_default()
 }

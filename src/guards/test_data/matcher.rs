@@ -121,6 +121,8 @@ pub struct Matcher {
     keys: usize,
     patterns: usize,
     short: bool,
+    /// The start sets' words (three, two, one), noted once: every value looks at them.
+    starts: [*const [u32]; 3],
 }
 
 impl Matcher {
@@ -245,12 +247,18 @@ impl Matcher {
             dict_link: r(7),
         };
         let (keys, patterns) = (keys as usize, patterns as usize);
+        let starts: [*const [u32]; 3] = [
+            image.section(STARTS),
+            image.section(STARTS + 1),
+            image.section(STARTS + 2),
+        ];
         let mut m = Matcher {
             image,
             layout,
             keys,
             patterns,
             short: false,
+            starts,
         };
         let starts = m.starts();
         let short = starts.has_short();
@@ -294,10 +302,14 @@ impl Matcher {
 
     #[inline]
     fn starts(&self) -> Starts<'_> {
-        Starts {
-            three: self.image.section(STARTS),
-            two: self.image.section(STARTS + 1),
-            one: self.image.section(STARTS + 2),
+        // SAFETY: sections of the image's words, which the image owns (or maps) unchanged
+        // for as long as the matcher holds it.
+        unsafe {
+            Starts {
+                three: &*self.starts[0],
+                two: &*self.starts[1],
+                one: &*self.starts[2],
+            }
         }
     }
 
