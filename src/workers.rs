@@ -88,6 +88,11 @@ pub extern "C-unwind" fn prodguard_denial_launcher_main(_arg: pg_sys::Datum) {
                 }
             }
         }
+        // a client whose minute of refusals ended with some not stored is summed up, also
+        // when it refuses no more
+        for left in crate::records::watch::finished_minutes() {
+            crate::records::denial::sum_up(&left);
+        }
         if !BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) {
             break;
         }

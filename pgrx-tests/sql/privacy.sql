@@ -224,6 +224,20 @@ END $$;
 -- (a statement the client repeats has its text stored once)
 SELECT object, statement FROM prodguard.denied_attempts WHERE application_name = 'privacy-flood' ORDER BY at;
 SELECT value::bigint - :suppressed_before AS suppressed FROM prodguard.metrics WHERE metric = 'denials_suppressed';
+-- The client refuses no more: once its minute is over, the denial launcher sums up what
+-- was not stored in one record (waits up to 90 s).
+DO $$
+BEGIN
+    FOR i IN 1..450 LOOP
+        EXIT WHEN EXISTS (SELECT FROM prodguard.denied_attempts
+                           WHERE application_name = 'privacy-flood' AND command = '(refusals not stored)');
+        PERFORM pg_sleep(0.2);
+    END LOOP;
+END $$;
+SELECT guard, "session_user", object,
+       regexp_replace(detail, 'from [0-9-]+ [0-9:.+]+', 'from <minute>') AS detail
+  FROM prodguard.denied_attempts
+ WHERE application_name = 'privacy-flood' AND command = '(refusals not stored)';
 
 -- Retention: the denial writer removes refusals and alerts older than
 -- prodguard.denial_log_retention (90 days by default) when it first stores refusals.

@@ -160,12 +160,16 @@ fn queue(finding: &Finding, detail: &str, who: &Session) {
     // compared as written; redacted only if stored (a flood's refusals past the rate cost
     // no redaction)
     let written = crate::core::statement::current_unredacted().unwrap_or_default();
-    let (left, repeated) = match watch::admit_record(who, &written) {
+    let (admit, left) = watch::admit_record(who, finding.guard.name(), &written);
+    if let Some(l) = left {
+        sum_up(&l);
+    }
+    let repeated = match admit {
         watch::Admit::Count => {
             shmem::count(Counter::DenialsSuppressed);
             return;
         }
-        watch::Admit::Store { left, repeated } => (left, repeated),
+        watch::Admit::Store { repeated } => repeated,
     };
     let mut r = Record::empty();
     // SAFETY: GetCurrentTimestamp has no preconditions.
@@ -173,19 +177,6 @@ fn queue(finding: &Finding, detail: &str, who: &Session) {
     r.dboid = dboid.to_u32();
     who.fill(&mut r);
     r.guard.set(finding.guard.name());
-    if let Some((count, since)) = left {
-        // the previous minute of this client, summed up
-        let mut summary = r.clone();
-        summary.command.set("(refusals not stored)");
-        summary.object.set(&watch::client_name(who));
-        summary.detail.set(&format!(
-            "{count} more refusals of {} within the minute from {} were counted, not stored (prodguard.denial_log_rate is {}).",
-            watch::client_name(who),
-            pg::timestamp_text(since),
-            crate::core::settings::DENIAL_LOG_RATE.get()
-        ));
-        shmem::enqueue(&summary);
-    }
     r.command.set(&finding.command);
     r.object.set(&finding.object);
     r.detail.set(detail);
@@ -196,6 +187,29 @@ fn queue(finding: &Finding, detail: &str, who: &Session) {
     } else {
         r.statement.set(&crate::core::statement::redact(&written));
     }
+    shmem::enqueue(&r);
+}
+
+/// Queues the record that sums up a client's minute of refusals counted, not stored
+/// (from the backend that next uses the client's entry, or from the denial launcher once
+/// the minute is over).
+pub fn sum_up(l: &watch::Leftover) {
+    if l.who.dboid == 0 {
+        return;
+    }
+    let mut r = Record::empty();
+    // SAFETY: GetCurrentTimestamp has no preconditions.
+    r.at = unsafe { pg_sys::GetCurrentTimestamp() };
+    l.who.fill(&mut r);
+    let client = watch::client_name(&l.who.session());
+    r.command.set("(refusals not stored)");
+    r.object.set(&client);
+    r.detail.set(&format!(
+        "{} more refusals of {client} within the minute from {} were counted, not stored (prodguard.denial_log_rate is {}).",
+        l.count,
+        pg::timestamp_text(l.since),
+        l.who.rate
+    ));
     shmem::enqueue(&r);
 }
 

@@ -74,6 +74,78 @@ struct Client {
     suppressed: u32,
     /// A hash of the statement text last stored for the client this minute.
     statement: u64,
+    /// Who the client is, for the record that sums up its refusals not stored.
+    who: Who,
+}
+
+/// Who a client is, as the record that sums up its refusals not stored names it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Who {
+    pub dboid: u32,
+    pub pid: i32,
+    pub database: shmem::Text<64>,
+    pub db_user: shmem::Text<64>,
+    pub session_user: shmem::Text<64>,
+    pub application: shmem::Text<64>,
+    /// Empty for a Unix-socket client.
+    pub client: shmem::Text<64>,
+    /// The guard of the client's last refusal.
+    pub guard: shmem::Text<16>,
+    /// prodguard.denial_log_rate in the client's session.
+    pub rate: u32,
+}
+
+impl Who {
+    fn of(who: &Session, guard: &str, rate: u32) -> Who {
+        let mut r = Record::empty();
+        who.fill(&mut r);
+        r.guard.set(guard);
+        Who {
+            // SAFETY: a read of the backend's database.
+            dboid: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+            pid: r.pid,
+            database: r.database,
+            db_user: r.db_user,
+            session_user: r.session_user,
+            application: r.application,
+            client: r.client,
+            guard: r.guard,
+            rate,
+        }
+    }
+
+    /// The session it names (for the client's name).
+    pub fn session(&self) -> Session {
+        Session {
+            database: self.database.get().to_string(),
+            user: self.db_user.get().to_string(),
+            session_user: self.session_user.get().to_string(),
+            application: self.application.get().to_string(),
+            client: Some(self.client.get().to_string()).filter(|c| !c.is_empty()),
+            pid: self.pid,
+        }
+    }
+
+    pub fn fill(&self, r: &mut Record) {
+        r.dboid = self.dboid;
+        r.pid = self.pid;
+        r.database = self.database;
+        r.db_user = self.db_user;
+        r.session_user = self.session_user;
+        r.application = self.application;
+        r.client = self.client;
+        r.guard = self.guard;
+    }
+}
+
+/// A client's minute that ended with refusals counted, not stored: to be summed up in one
+/// record.
+pub struct Leftover {
+    pub who: Who,
+    pub count: u32,
+    /// When the minute began.
+    pub since: i64,
 }
 
 #[repr(C)]
@@ -636,22 +708,26 @@ pub fn note_refusal(who: &Session) -> Option<u32> {
     }
     let key = client_key(who);
     let now = now();
-    locked(|sh| {
-        let c = client_minute(sh, key, now).0;
+    let (count, left) = locked(|sh| {
+        let (c, left) = client_minute(sh, key, now);
         c.count += 1;
         if c.count > threshold && !c.alerted {
             c.alerted = true;
-            return Some(c.count);
+            return (Some(c.count), left);
         }
-        None
+        (None, left)
     })
-    .flatten()
+    .unwrap_or((None, None));
+    if let Some(l) = left {
+        crate::records::denial::sum_up(&l);
+    }
+    count
 }
 
 /// The entry of client `key` for the minute around `now` (a new one when its minute is
-/// over, or the oldest entry evicted), and what the minute before left suppressed:
-/// (refusals, when that minute began).
-fn client_minute(sh: &mut Shared, key: u64, now: i64) -> (&mut Client, Option<(u32, i64)>) {
+/// over, or the oldest entry evicted), and what the entry it replaces left unstored: this
+/// client's minute before, or the evicted client's.
+fn client_minute(sh: &mut Shared, key: u64, now: i64) -> (&mut Client, Option<Leftover>) {
     let i = sh
         .clients
         .iter()
@@ -666,9 +742,14 @@ fn client_minute(sh: &mut Shared, key: u64, now: i64) -> (&mut Client, Option<(u
     let c = &mut sh.clients[i];
     let mut left = None;
     if c.key != key || now - c.since > MINUTE_US {
-        if c.key == key && c.suppressed > 0 {
-            left = Some((c.suppressed, c.since));
+        if c.suppressed > 0 {
+            left = Some(Leftover {
+                who: c.who,
+                count: c.suppressed,
+                since: c.since,
+            });
         }
+        let who = c.who;
         *c = Client {
             key,
             since: now,
@@ -677,32 +758,49 @@ fn client_minute(sh: &mut Shared, key: u64, now: i64) -> (&mut Client, Option<(u
             stored: 0,
             suppressed: 0,
             statement: 0,
+            who,
         };
     }
     (c, left)
 }
 
+/// The minutes over whose clients had refusals counted, not stored (each taken once): the
+/// denial launcher sums each up in one record, also for a client that refused no more.
+pub fn finished_minutes() -> Vec<Leftover> {
+    let now = now();
+    locked(|sh| {
+        sh.clients
+            .iter_mut()
+            .filter(|c| c.suppressed > 0 && now - c.since > MINUTE_US)
+            .map(|c| {
+                let l = Leftover {
+                    who: c.who,
+                    count: c.suppressed,
+                    since: c.since,
+                };
+                c.suppressed = 0;
+                l
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 /// Whether a refusal's record is stored in full: at most prodguard.denial_log_rate per
-/// login role, client and minute, so that one client's flood costs the others nothing (its records
-/// past the rate are counted instead). `Store` carries what the client's previous minute
-/// left unstored, to be summed up in one record: (refusals, when that minute began).
-/// `Store` also says whether the statement is the one the client's previous stored
-/// record of this minute has already (its text is then stored once, not again).
+/// login role, client and minute, so that one client's flood costs the others nothing (its
+/// records past the rate are counted instead). `Store` says whether the statement is the
+/// one the client's previous stored record of this minute has already (its text is then
+/// stored once, not again). Either way, what the entry replaced left unstored is returned,
+/// to be summed up in one record.
 pub enum Admit {
-    Store {
-        left: Option<(u32, i64)>,
-        repeated: bool,
-    },
+    Store { repeated: bool },
     Count,
 }
 
-pub fn admit_record(who: &Session, statement: &str) -> Admit {
+pub fn admit_record(who: &Session, guard: &str, statement: &str) -> (Admit, Option<Leftover>) {
     let rate = u32::try_from(settings::DENIAL_LOG_RATE.get()).unwrap_or(0);
     if rate == 0 {
-        return Admit::Store {
-            left: None,
-            repeated: false,
-        };
+        return (Admit::Store { repeated: false }, None);
     }
     // per login role and client: a role flooding from an address (a NAT, a pooler, an
     // application host) crowds out neither the other roles there nor anyone else
@@ -714,23 +812,22 @@ pub fn admit_record(who: &Session, statement: &str) -> Admit {
         .chain(who.database.bytes()))
     .max(1);
     let text = fnv(statement.bytes()).max(1);
+    let identity = Who::of(who, guard, rate);
     let now = now();
     locked(|sh| {
         let (c, left) = client_minute(sh, key, now);
+        c.who = identity;
         if c.stored < rate {
             c.stored += 1;
             let repeated = c.statement == text;
             c.statement = text;
-            Admit::Store { left, repeated }
+            (Admit::Store { repeated }, left)
         } else {
             c.suppressed += 1;
-            Admit::Count
+            (Admit::Count, left)
         }
     })
-    .unwrap_or(Admit::Store {
-        left: None,
-        repeated: false,
-    })
+    .unwrap_or((Admit::Store { repeated: false }, None))
 }
 
 /// The client a refusal came from: its IP address, or its login role over a Unix socket.
