@@ -117,14 +117,9 @@ impl Who {
 
     /// The session it names (for the client's name).
     pub fn session(&self) -> Session {
-        Session {
-            database: self.database.get().to_string(),
-            user: self.db_user.get().to_string(),
-            session_user: self.session_user.get().to_string(),
-            application: self.application.get().to_string(),
-            client: Some(self.client.get().to_string()).filter(|c| !c.is_empty()),
-            pid: self.pid,
-        }
+        let mut r = Record::empty();
+        self.fill(&mut r);
+        Session::of_record(&r)
     }
 
     pub fn fill(&self, r: &mut Record) {
