@@ -1,5 +1,6 @@
 -- The compiled dictionaries are shared by the server's sessions (issue 19): one file per
--- database and dictionary generation under $PGDATA/pg_prodguard/, mapped read-only. A
+-- database, installation and dictionary generation under $PGDATA/pg_prodguard/, mapped
+-- read-only. A
 -- generation that is not committed is never written; a damaged file is rebuilt.
 CREATE TABLE sm_products (id int PRIMARY KEY, name text);
 SELECT prodguard.protect('sm_products', audit => false);
@@ -11,7 +12,7 @@ INSERT INTO sm_products VALUES (1, 'dandelion  burdock');
 \set VERBOSITY default
 SELECT count(*) AS files,
        bool_and(f = 'matcher.' || (SELECT oid FROM pg_database WHERE datname = current_database())
-                    || '.' || (SELECT generation FROM prodguard.dictionary_generation)) AS named_by_generation
+                    || '.' || 'prodguard.dictionary'::regclass::oid || '.' || (SELECT generation FROM prodguard.dictionary_generation)) AS named_by_generation
   FROM pg_ls_dir('pg_prodguard') f
  WHERE f LIKE 'matcher.' || (SELECT oid FROM pg_database WHERE datname = current_database()) || '.%';
 -- A session that maps it refuses the same rows.
@@ -31,7 +32,7 @@ ROLLBACK TO s;
 SELECT count(*) AS files_of_uncommitted_generation
   FROM pg_ls_dir('pg_prodguard') f
  WHERE f LIKE 'matcher.' || (SELECT oid FROM pg_database WHERE datname = current_database())
-              || '.' || (SELECT generation FROM prodguard.dictionary_generation);
+              || '.' || 'prodguard.dictionary'::regclass::oid || '.' || (SELECT generation FROM prodguard.dictionary_generation);
 ROLLBACK;
 -- Rolled back: no session refuses it, this one or a new one.
 INSERT INTO sm_products VALUES (3, 'ginger beer shandy');
@@ -45,20 +46,20 @@ INSERT INTO sm_products VALUES (5, 'cream soda float');
 \set VERBOSITY default
 SELECT count(*) AS files,
        bool_and(f = 'matcher.' || (SELECT oid FROM pg_database WHERE datname = current_database())
-                    || '.' || (SELECT generation FROM prodguard.dictionary_generation)) AS named_by_generation
+                    || '.' || 'prodguard.dictionary'::regclass::oid || '.' || (SELECT generation FROM prodguard.dictionary_generation)) AS named_by_generation
   FROM pg_ls_dir('pg_prodguard') f
  WHERE f LIKE 'matcher.' || (SELECT oid FROM pg_database WHERE datname = current_database()) || '.%';
 -- A damaged file is not trusted: the next session builds the matcher again and replaces it.
 SELECT format('COPY (SELECT ''not a matcher'') TO %L',
               current_setting('data_directory') || '/pg_prodguard/matcher.' || (SELECT oid FROM pg_database WHERE datname = current_database())
-              || '.' || (SELECT generation FROM prodguard.dictionary_generation)) AS damage \gset
+              || '.' || 'prodguard.dictionary'::regclass::oid || '.' || (SELECT generation FROM prodguard.dictionary_generation)) AS damage \gset
 :damage;
 \c
 \set VERBOSITY terse
 INSERT INTO sm_products VALUES (6, 'Dandelion Burdock');
 \set VERBOSITY default
 SELECT (pg_stat_file('pg_prodguard/matcher.' || (SELECT oid FROM pg_database WHERE datname = current_database())
-        || '.' || (SELECT generation FROM prodguard.dictionary_generation))).size > 1000 AS rebuilt;
+        || '.' || 'prodguard.dictionary'::regclass::oid || '.' || (SELECT generation FROM prodguard.dictionary_generation))).size > 1000 AS rebuilt;
 -- The generation is the extension's: not writable by others, moved on by every change.
 SET ROLE prodguard_operator;
 SELECT generation FROM prodguard.dictionary_generation;

@@ -94,12 +94,15 @@ fn dictionaries_changed<'a>(
     _trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     if let Some(table) = extension::own_table(c"dictionary") {
-        // (the write the dictionary change was allowed brings with it: not judged again)
-        let moved = extension::as_owner_of(table, || {
-            crate::core::passes::own_write(|| {
-                Spi::run(
-                    "UPDATE prodguard.dictionary_generation SET generation = DEFAULT WHERE one",
-                )
+        // (the write the dictionary change was allowed brings with it: not judged again;
+        // 0.1.0's objects, before ALTER EXTENSION UPDATE, have no generation to move)
+        let moved = extension::own_table(c"dictionary_generation").and_then(|_| {
+            extension::as_owner_of(table, || {
+                crate::core::passes::own_write(|| {
+                    Spi::run(
+                        "UPDATE prodguard.dictionary_generation SET generation = DEFAULT WHERE one",
+                    )
+                })
             })
         });
         if let Some(Err(e)) = moved {

@@ -74,7 +74,7 @@ pub fn matcher() -> Rc<Matcher> {
     }
     let epoch = EPOCH.get();
     let table = extension::own_table(c"dictionary");
-    let loaded = match table.map(|t| extension::as_owner_of(t, load)) {
+    let loaded = match table.map(|t| extension::as_owner_of(t, || load(t))) {
         None => Ok(Matcher::new(Vec::new())), // not installed here: no dictionaries
         Some(Some(Ok(m))) => Ok(m),
         Some(failed) => Err(match failed {
@@ -101,10 +101,19 @@ pub fn matcher() -> Rc<Matcher> {
 }
 
 /// The current generation's matcher: its shared file, or built from the dictionary tables.
-fn load() -> Result<Result<Matcher, String>, pgrx::spi::SpiError> {
-    // SAFETY: reads the backend's database, set at connection.
-    let database = unsafe { pg_sys::MyDatabaseId }.to_u32();
+fn load(dictionary: pg_sys::Oid) -> Result<Result<Matcher, String>, pgrx::spi::SpiError> {
+    let key = |generation| shared::Key {
+        // SAFETY: reads the backend's database, set at connection.
+        database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        installation: dictionary.to_u32(),
+        generation,
+    };
+    // (0.1.0's objects, before ALTER EXTENSION UPDATE, have no generation: no sharing)
+    let generations = extension::own_table(c"dictionary_generation").is_some();
     let current = Spi::connect(|client| {
+        if !generations {
+            return Ok(None);
+        }
         let row = client.select(
             "SELECT generation, xmin::text FROM prodguard.dictionary_generation",
             Some(1),
@@ -112,18 +121,18 @@ fn load() -> Result<Result<Matcher, String>, pgrx::spi::SpiError> {
         )?;
         Ok::<_, pgrx::spi::SpiError>(row.into_iter().next().and_then(|r| shareable(&r)))
     })?;
-    if let Some(m) = current.and_then(|g| shared::load(database, g)) {
+    if let Some(m) = current.and_then(|g| shared::load(key(g))) {
         return Ok(Ok(m));
     }
-    let (patterns, generation) = load_patterns()?;
+    let (patterns, generation) = load_patterns(generations)?;
     let built = match Matcher::new(patterns) {
         Ok(m) => m,
         Err(e) => return Ok(Err(e)),
     };
     // (written for the others, then mapped like theirs: the built one's memory is freed)
     if let Some(g) = generation.filter(|_| !built.is_empty()) {
-        if shared::store(database, g, &built) {
-            if let Some(m) = shared::load(database, g) {
+        if shared::store(key(g), &built) {
+            if let Some(m) = shared::load(key(g)) {
                 return Ok(Ok(m));
             }
         }
@@ -142,17 +151,21 @@ fn shareable(row: &pgrx::spi::SpiHeapTupleData) -> Option<i64> {
 }
 
 /// The enabled patterns and, read in the same snapshot, their generation if shareable.
-fn load_patterns() -> Result<(Vec<Pattern>, Option<i64>), pgrx::spi::SpiError> {
+fn load_patterns(generations: bool) -> Result<(Vec<Pattern>, Option<i64>), pgrx::spi::SpiError> {
+    let query = if generations {
+        "SELECT g.generation, g.xmin::text, e.dictionary, e.pattern, e.match
+           FROM prodguard.dictionary_entry e
+           JOIN prodguard.dictionary d ON d.name = e.dictionary
+           LEFT JOIN prodguard.dictionary_generation g ON true
+          WHERE d.enabled"
+    } else {
+        "SELECT NULL::bigint, NULL::text, e.dictionary, e.pattern, e.match
+           FROM prodguard.dictionary_entry e
+           JOIN prodguard.dictionary d ON d.name = e.dictionary
+          WHERE d.enabled"
+    };
     Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT g.generation, g.xmin::text, e.dictionary, e.pattern, e.match
-               FROM prodguard.dictionary_entry e
-               JOIN prodguard.dictionary d ON d.name = e.dictionary
-               LEFT JOIN prodguard.dictionary_generation g ON true
-              WHERE d.enabled",
-            None,
-            &[],
-        )?;
+        let rows = client.select(query, None, &[])?;
         let mut generation = None;
         let mut patterns = Vec::with_capacity(rows.len());
         for (i, row) in rows.enumerate() {

@@ -382,7 +382,11 @@ impl Matcher {
             automaton.overlapping(haystack.as_bytes(), |end, id| {
                 interruptible(&mut work);
                 let info = key_info[id as usize];
-                let start = end - (info & KEY_LEN) as usize;
+                // (a key ends where it is reported; checked against a damaged image all
+                // the same)
+                let Some(start) = end.checked_sub((info & KEY_LEN) as usize) else {
+                    return true;
+                };
                 if counts(value, start, end, info) {
                     found.push((start, end, id as usize));
                     if first_only {
@@ -419,7 +423,9 @@ impl Matcher {
         let mut candidates: Vec<(usize, usize, usize)> = Vec::new();
         automaton.overlapping(buffer.as_bytes(), |end, id| {
             interruptible(&mut work);
-            let start = end - (key_info[id as usize] & KEY_LEN) as usize;
+            let Some(start) = end.checked_sub((key_info[id as usize] & KEY_LEN) as usize) else {
+                return true;
+            };
             candidates.push((start, end, id as usize));
             candidates.len() < MAX_CANDIDATES
         });

@@ -1,5 +1,6 @@
 //! The compiled dictionaries, shared by every backend of the server: one file per
-//! database and dictionary generation under `$PGDATA/pg_prodguard/`, mapped read-only.
+//! database, installation and dictionary generation under `$PGDATA/pg_prodguard/`,
+//! mapped read-only.
 //!
 //! - The first backend that needs the matcher of a generation builds it and writes its
 //!   image (written to a temporary file, flushed, then renamed into place, so that a
@@ -10,6 +11,8 @@
 //!   tables' statement trigger sets from a sequence at every change. Only generations
 //!   committed by other transactions are written (`cache.rs` checks): a sequence value is
 //!   never handed out twice once committed, so a file's name always means one content.
+//!   The name also carries the oid of `prodguard.dictionary` (the installation): the
+//!   sequence starts again at 1 when the extension is dropped and created again.
 //! - Files are never changed once renamed into place; writing a generation removes the
 //!   database's older files (a backend that still maps one keeps its pages until it lets
 //!   go). Any failure here (no space, no permission, a damaged file) falls back to a
@@ -31,24 +34,44 @@ fn prefix(database: u32) -> String {
     format!("matcher.{database}.")
 }
 
-fn path(database: u32, generation: i64) -> String {
-    format!("{DIR}/{}{generation}", prefix(database))
+/// Which matcher a file holds: its database, installation (the oid of
+/// `prodguard.dictionary`) and dictionary generation.
+#[derive(Clone, Copy)]
+pub struct Key {
+    pub database: u32,
+    pub installation: u32,
+    pub generation: i64,
+}
+
+impl Key {
+    fn name(&self) -> String {
+        format!(
+            "{}{}.{}",
+            prefix(self.database),
+            self.installation,
+            self.generation
+        )
+    }
+
+    fn path(&self) -> String {
+        format!("{DIR}/{}", self.name())
+    }
 }
 
 /// The matcher of a generation, mapped from its file, if the file is there and sound.
-pub fn load(database: u32, generation: i64) -> Option<Matcher> {
-    let file = File::open(path(database, generation)).ok()?;
+pub fn load(key: Key) -> Option<Matcher> {
+    let file = File::open(key.path()).ok()?;
     let mapping = Mapping::of(&file)?;
     Matcher::open(Box::new(mapping)).ok()
 }
 
 /// Writes a generation's matcher for the other backends, and removes the database's older
 /// files. Best effort: false when it could not be written.
-pub fn store(database: u32, generation: i64, matcher: &Matcher) -> bool {
-    let target = path(database, generation);
+pub fn store(key: Key, matcher: &Matcher) -> bool {
+    let target = key.path();
     // SAFETY: reads the backend's process id, set at start.
     let pid = unsafe { pgrx::pg_sys::MyProcPid };
-    let temporary = format!("{DIR}/tmp.{database}.{generation}.{pid}");
+    let temporary = format!("{DIR}/tmp.{}.{pid}", key.name());
     let written = (|| -> std::io::Result<()> {
         fs::create_dir_all(DIR)?;
         let mut f = OpenOptions::new()
@@ -66,12 +89,12 @@ pub fn store(database: u32, generation: i64, matcher: &Matcher) -> bool {
         let _ = fs::remove_file(&temporary);
         return false;
     }
-    let ours = format!("{}{generation}", prefix(database));
+    let ours = key.name();
     if let Ok(entries) = fs::read_dir(DIR) {
         for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(&prefix(database)) && name != ours {
+            if name.starts_with(&prefix(key.database)) && name != ours {
                 let _ = fs::remove_file(e.path());
             }
         }
