@@ -65,3 +65,22 @@ SET ROLE prodguard_operator;
 SELECT generation FROM prodguard.dictionary_generation;
 RESET ROLE;
 SELECT id, name FROM sm_products ORDER BY id;
+-- The file of a dropped database goes when the next file is written.
+CREATE DATABASE sm_gone;
+\c sm_gone
+CREATE EXTENSION pg_prodguard;
+SELECT prodguard.dictionary_add('sm_gone_fixtures', ARRAY['Root Beer Float']);
+\c sm_gone
+SELECT dictionary, pattern FROM prodguard.scan('one root beer float');
+\c app
+SELECT oid AS gone_oid FROM pg_database WHERE datname = 'sm_gone' \gset
+SELECT count(*) AS files_of_sm_gone FROM pg_ls_dir('pg_prodguard') f WHERE f LIKE 'matcher.' || :gone_oid || '.%';
+SET prodguard.override = 'shared matcher test: drop a scratch database';
+DROP DATABASE sm_gone;
+RESET prodguard.override;
+SELECT prodguard.dictionary_add('sm_fixtures', ARRAY['Sarsaparilla Twist']);
+\c
+\set VERBOSITY terse
+INSERT INTO sm_products VALUES (7, 'sarsaparilla twist');
+\set VERBOSITY default
+SELECT count(*) AS files_of_sm_gone FROM pg_ls_dir('pg_prodguard') f WHERE f LIKE 'matcher.' || :gone_oid || '.%';

@@ -15,8 +15,9 @@
 //!   sequence starts again at 1 when the extension is dropped and created again.
 //! - Files are never changed once renamed into place; writing a generation removes the
 //!   database's older files (a backend that still maps one keeps its pages until it lets
-//!   go). Any failure here (no space, no permission, a damaged file) falls back to a
-//!   matcher in the backend's own memory, as before: slower to start, never wrong.
+//!   go), and the files of databases dropped since. Any failure here (no space, no
+//!   permission, a damaged file) falls back to a matcher in the backend's own memory, as
+//!   before: slower to start, never wrong.
 
 use std::ffi::c_void;
 use std::fs::{self, File, OpenOptions};
@@ -94,12 +95,35 @@ pub fn store(key: Key, matcher: &Matcher) -> bool {
         for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(&prefix(key.database)) && name != ours {
+            let older = name.starts_with(&prefix(key.database)) && name != ours;
+            if older || of_dropped_database(&name) {
                 let _ = fs::remove_file(e.path());
             }
         }
     }
     true
+}
+
+/// Whether a file is a matcher of a database that no longer exists (DROP DATABASE leaves
+/// its file; the next file written removes it).
+fn of_dropped_database(name: &str) -> bool {
+    let Some(oid) = name
+        .strip_prefix("matcher.")
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|oid| oid.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    // SAFETY: a syscache lookup by oid, in the transaction that writes the file.
+    unsafe {
+        !pgrx::pg_sys::SearchSysCacheExists(
+            pgrx::pg_sys::SysCacheIdentifier::DATABASEOID as i32,
+            pgrx::pg_sys::Datum::from(oid),
+            pgrx::pg_sys::Datum::from(0),
+            pgrx::pg_sys::Datum::from(0),
+            pgrx::pg_sys::Datum::from(0),
+        )
+    }
 }
 
 /// A file mapped read-only, whole.
