@@ -37,43 +37,11 @@ CREATE TABLE t_bare (id bigint, name text, email text, phone text, address text,
 CREATE TABLE t_guard (LIKE t_bare);
 SELECT prodguard.dictionary_add('bench', array_agg('Fixture Product ' || g)) FROM generate_series(1, 5000) g;
 SELECT prodguard.protect('t_guard', audit => false, test_data => true);
-CREATE TABLE a_bare (LIKE t_bare INCLUDING ALL);
-ALTER TABLE a_bare ADD PRIMARY KEY (id);
-CREATE TABLE a_audit (LIKE a_bare INCLUDING ALL);
-CREATE TABLE a_plpgsql (LIKE a_bare INCLUDING ALL);
-CREATE TABLE a_minimal (LIKE a_bare INCLUDING ALL);
-CREATE TABLE a_stmt (LIKE a_bare INCLUDING ALL);
--- the same tables with rows, for UPDATE and DELETE (section audit_changes)
-CREATE TABLE u_bare (LIKE a_bare INCLUDING ALL);
-CREATE TABLE u_audit (LIKE a_bare INCLUDING ALL);
-CREATE TABLE u_plpgsql (LIKE a_bare INCLUDING ALL);
-CREATE TABLE u_minimal (LIKE a_bare INCLUDING ALL);
-CREATE TABLE u_stmt (LIKE a_bare INCLUDING ALL);
-SELECT prodguard.protect('a_audit', audit => true, test_data => false);
 CREATE TABLE w (id int PRIMARY KEY, v text);
 INSERT INTO w SELECT g, 'Organic still water 2L' FROM generate_series(1, 100000) g;
 SELECT prodguard.protect('w', audit => true, test_data => false);
 SQL
-psql -X -q -d postgres -v tbl=a_plpgsql >/dev/null <"$(dirname "$0")/plpgsql_audit.sql"
-psql -X -q -d postgres >/dev/null <"$(dirname "$0")/plpgsql_audit_minimal.sql"
-# the u_ tables get their rows before their triggers, so that the set-up is not audited
-psql -X -q -d postgres >/dev/null <<'SQL'
-DO $$
-DECLARE t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['u_bare', 'u_audit', 'u_plpgsql', 'u_minimal', 'u_stmt'] LOOP
-        EXECUTE format($f$INSERT INTO %I SELECT g, 'Ada Lovelace', 'ada' || g || '@mail-co.com', '+44 20 ' || g,
-            g %% 200 || ' Analytical Engine Road', 'Organic still water 2L', 'SKU-' || g,
-            'Delivered to the side door', 'Co-op Food Manchester', 'open'
-            FROM generate_series(1, 100000) g$f$, t);
-    END LOOP;
-END $$;
-SELECT prodguard.protect('u_audit', audit => true, test_data => false);
-SQL
-sed -e 's/a_minimal/u_minimal/g; s/a_stmt/u_stmt/g; s/minimal_log/u_minimal_log/g; s/stmt_log/u_stmt_log/g;
-        s/minimal_audit/u_minimal_audit/g; s/stmt_audit/u_stmt_audit/g' \
-    "$(dirname "$0")/plpgsql_audit_minimal.sql" | psql -X -q -d postgres >/dev/null
-psql -X -q -d postgres -v tbl=u_plpgsql >/dev/null <"$(dirname "$0")/plpgsql_audit.sql"
+make_audit_tables
 psql -X -q -d postgres -c "VACUUM ANALYZE" >/dev/null
 stop_cluster bench
 trap - EXIT

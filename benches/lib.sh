@@ -33,21 +33,71 @@ median() {
         awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-# interleaved ROUNDS SECONDS SCRIPT A B C: runs the pgbench SCRIPT with -D tbl=t_<config>
-# (2 clients) for the three configs, ROUNDS times, the order rotating each round so that
-# drift on a shared machine hits all alike; prints each round and leaves each config's TPS
-# list in the associative array `results` (declared by the caller).
+# interleaved ROUNDS SECONDS SCRIPT CONFIG...: runs the pgbench SCRIPT with -D tbl=t_<config>
+# (2 clients; the table prefix is $table_prefix, default t_) for each config, ROUNDS times,
+# the order rotating each round so that drift on a shared machine hits all alike; prints
+# each round and leaves each config's TPS list in the associative array `results`
+# (declared by the caller).
 interleaved() {
     local rounds=$1 seconds=$2 script=$3 i config t line
-    local order=("$4" "$5" "$6")
+    shift 3
+    local order=("$@")
     for ((i = 1; i <= rounds; i++)); do
         line="round $i:"
         for config in "${order[@]}"; do
-            t=$(tps -c 2 -j 2 -T "$seconds" -f "$script" -D tbl="t_$config")
+            t=$(tps -c 2 -j 2 -T "$seconds" -f "$script" -D tbl="${table_prefix:-t_}$config")
             results[$config]+="$t "
             line+=$(printf '  %s %8.1f' "$config" "$t")
         done
         echo "$line"
-        order=("${order[2]}" "${order[0]}" "${order[1]}")
+        order=("${order[@]:1}" "${order[0]}")
     done
+}
+
+# make_audit_tables: the audit benchmarks' tables in database postgres (the extension
+# created), 10 columns each: a_<config> empty (INSERT workloads), u_<config> with 100,000
+# rows (UPDATE and DELETE workloads), for the configs
+#   bare      not audited;
+#   audit     prodguard.protect(audit => true, test_data => false);
+#   plpgsql   a supa_audit-style PL/pgSQL row trigger (plpgsql_audit.sql);
+#   minimal   a minimal PL/pgSQL row trigger, to_jsonb into a table with a primary key only;
+#   stmt      PL/pgSQL statement triggers over the transition tables
+#             (both plpgsql_audit_minimal.sql).
+make_audit_tables() {
+    local here
+    here="$(dirname "${BASH_SOURCE[0]}")"
+    psql -X -q -d postgres >/dev/null <<'SQL'
+CREATE TABLE a_bare (id bigint PRIMARY KEY, name text, email text, phone text, address text,
+    product text, sku text, notes text, store text, status text);
+CREATE TABLE a_audit (LIKE a_bare INCLUDING ALL);
+CREATE TABLE a_plpgsql (LIKE a_bare INCLUDING ALL);
+CREATE TABLE a_minimal (LIKE a_bare INCLUDING ALL);
+CREATE TABLE a_stmt (LIKE a_bare INCLUDING ALL);
+CREATE TABLE u_bare (LIKE a_bare INCLUDING ALL);
+CREATE TABLE u_audit (LIKE a_bare INCLUDING ALL);
+CREATE TABLE u_plpgsql (LIKE a_bare INCLUDING ALL);
+CREATE TABLE u_minimal (LIKE a_bare INCLUDING ALL);
+CREATE TABLE u_stmt (LIKE a_bare INCLUDING ALL);
+SELECT prodguard.protect('a_audit', audit => true, test_data => false);
+SQL
+    psql -X -q -d postgres -v tbl=a_plpgsql >/dev/null <"$here/plpgsql_audit.sql"
+    psql -X -q -d postgres >/dev/null <"$here/plpgsql_audit_minimal.sql"
+    # the u_ tables get their rows before their triggers, so that the set-up is not audited
+    psql -X -q -d postgres >/dev/null <<'SQL'
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['u_bare', 'u_audit', 'u_plpgsql', 'u_minimal', 'u_stmt'] LOOP
+        EXECUTE format($f$INSERT INTO %I SELECT g, 'Ada Lovelace', 'ada' || g || '@mail-co.com', '+44 20 ' || g,
+            g %% 200 || ' Analytical Engine Road', 'Organic still water 2L', 'SKU-' || g,
+            'Delivered to the side door', 'Co-op Food Manchester', 'open'
+            FROM generate_series(1, 100000) g$f$, t);
+    END LOOP;
+END $$;
+SELECT prodguard.protect('u_audit', audit => true, test_data => false);
+SQL
+    sed -e 's/a_minimal/u_minimal/g; s/a_stmt/u_stmt/g; s/minimal_log/u_minimal_log/g; s/stmt_log/u_stmt_log/g;
+            s/minimal_audit/u_minimal_audit/g; s/stmt_audit/u_stmt_audit/g' \
+        "$here/plpgsql_audit_minimal.sql" | psql -X -q -d postgres >/dev/null
+    psql -X -q -d postgres -v tbl=u_plpgsql >/dev/null <"$here/plpgsql_audit.sql"
 }
