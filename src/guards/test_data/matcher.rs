@@ -703,6 +703,34 @@ mod tests {
         assert!(m.all("anything").is_empty());
     }
 
+    #[test]
+    fn an_image_opened_again_finds_the_same_and_a_damaged_one_is_refused() {
+        let m = matcher(&["Coca Cola Classic", "john doe", ".test"], &["lorem"]);
+        let words = m.image().words().to_vec();
+        let again = Matcher::open(Box::new(words.clone())).expect("a sound image opens");
+        for value in [
+            "buy COCA  COLA classic",
+            "ana@shop.test",
+            "xLOREMx",
+            "nothing here",
+        ] {
+            assert_eq!(texts(&again, value), texts(&m, value), "{value:?}");
+        }
+        assert_eq!(again.pattern(1).pattern, "john doe");
+        assert_eq!(again.pattern(3).kind, Kind::Substring);
+        // every single damaged word either is refused or leaves a matcher that answers
+        // without panicking
+        for i in 0..words.len() {
+            let mut bad = words.clone();
+            bad[i] = bad[i].wrapping_add(0x9E37_79B9);
+            if let Ok(m) = Matcher::open(Box::new(bad)) {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    m.all("buy COCA  COLA classic at shop.test lorem")
+                }));
+            }
+        }
+    }
+
     /// A small deterministic generator (xorshift64*), so that the property tests below
     /// need no dependency and fail the same way every time.
     struct Rng(u64);
