@@ -320,3 +320,6 @@ COMMENT ON TABLE prodguard.dictionary_generation IS
     'pg_prodguard: the dictionaries'' generation (internal): moved on by every change to them; names the compiled matcher the server''s sessions share.';
 COMMENT ON SEQUENCE prodguard.dictionary_generation_generation_seq IS
     'pg_prodguard: hands out the dictionaries'' generations (internal); a value once committed is never handed out again.';
+-- The dictionary triggers fire also under session_replication_role = replica.
+ALTER TABLE prodguard.dictionary ENABLE ALWAYS TRIGGER dictionary_changed;
+ALTER TABLE prodguard.dictionary_entry ENABLE ALWAYS TRIGGER dictionary_entry_changed;

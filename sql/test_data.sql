@@ -50,6 +50,10 @@ CREATE TRIGGER dictionary_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON prodguard.dictionary FOR EACH STATEMENT EXECUTE FUNCTION prodguard.dictionaries_changed();
 CREATE TRIGGER dictionary_entry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON prodguard.dictionary_entry FOR EACH STATEMENT EXECUTE FUNCTION prodguard.dictionaries_changed();
+-- (also under session_replication_role = replica: a replicated or restored change must
+-- move the generation on too)
+ALTER TABLE prodguard.dictionary ENABLE ALWAYS TRIGGER dictionary_changed;
+ALTER TABLE prodguard.dictionary_entry ENABLE ALWAYS TRIGGER dictionary_entry_changed;
 
 CREATE FUNCTION prodguard.dictionary_add(dictionary text, patterns text[], "match" text DEFAULT 'word')
 RETURNS integer LANGUAGE sql VOLATILE STRICT SET search_path = pg_catalog, pg_temp

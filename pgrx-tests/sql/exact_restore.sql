@@ -91,3 +91,35 @@ COMMIT;
 SELECT prodguard.restore_backup(max(a.id)) AS rows_back
   FROM prodguard.audit_log a WHERE a.action = 'DROP TABLE' AND a.table_name = 'er_odd';
 SELECT id, f::text, a::text FROM er_odd ORDER BY id;
+
+-- TRUNCATE ONLY of an inheritance parent backs up the parent's own rows only: the
+-- children keep theirs, and the restore brings back no second copy of them.
+CREATE TABLE er_par (id int PRIMARY KEY, v text);
+CREATE TABLE er_kid (extra text) INHERITS (er_par);
+INSERT INTO er_par VALUES (1, 'parent row');
+INSERT INTO er_kid VALUES (2, 'kid row', 'x');
+SELECT prodguard.protect('er_par');
+BEGIN;
+SET LOCAL prodguard.override = 'CHG-503: empty the parent only';
+TRUNCATE ONLY er_par;
+COMMIT;
+SELECT prodguard.restore_backup(max(a.id)) AS rows_back
+  FROM prodguard.audit_log a WHERE a.action = 'TRUNCATE' AND a.table_name = 'er_par';
+SELECT tableoid::regclass AS in_table, id, v FROM er_par ORDER BY id;
+
+-- A backed-up column renamed since: restore_backup() refuses rather than write NULL.
+CREATE TABLE er_rn (id int PRIMARY KEY, email text);
+INSERT INTO er_rn VALUES (1, 'ada@mail-co.com');
+SELECT prodguard.protect('er_rn');
+BEGIN;
+SET LOCAL prodguard.override = 'CHG-504: empty er_rn';
+TRUNCATE er_rn;
+COMMIT;
+ALTER TABLE er_rn RENAME COLUMN email TO mail;
+SELECT prodguard.restore_backup(max(a.id)) AS rows_back
+  FROM prodguard.audit_log a WHERE a.action = 'TRUNCATE' AND a.table_name = 'er_rn';
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE er_rn RENAME COLUMN mail TO email;
+SELECT prodguard.restore_backup(max(a.id)) AS rows_back
+  FROM prodguard.audit_log a WHERE a.action = 'TRUNCATE' AND a.table_name = 'er_rn';
+SELECT * FROM er_rn;

@@ -84,3 +84,17 @@ SELECT prodguard.dictionary_add('sm_fixtures', ARRAY['Sarsaparilla Twist']);
 INSERT INTO sm_products VALUES (7, 'sarsaparilla twist');
 \set VERBOSITY default
 SELECT count(*) AS files_of_sm_gone FROM pg_ls_dir('pg_prodguard') f WHERE f LIKE 'matcher.' || :gone_oid || '.%';
+-- A session whose REPEATABLE READ transaction began before a change reads the dictionaries
+-- as of its snapshot, and the change is in force from its next transaction.
+CREATE EXTENSION IF NOT EXISTS dblink;
+SELECT dblink_connect('sm_other', format('host=%s port=%s dbname=%s',
+    current_setting('unix_socket_directories'), current_setting('port'), current_database()));
+SELECT dblink_exec('sm_other', $$INSERT INTO sm_products VALUES (8, 'hello')$$);
+SELECT dblink_exec('sm_other', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT * FROM dblink('sm_other', 'SELECT 1') AS t(x int);
+SELECT prodguard.dictionary_add('sm_fixtures', ARRAY['Zebra Quux']);
+SELECT dblink_exec('sm_other', $$INSERT INTO sm_products VALUES (9, 'Zebra Quux')$$);
+SELECT dblink_exec('sm_other', 'COMMIT');
+SELECT dblink_exec('sm_other', $$INSERT INTO sm_products VALUES (10, 'Zebra Quux again')$$);
+SELECT dblink_disconnect('sm_other');
+SELECT id, name FROM sm_products WHERE id >= 8 ORDER BY id;

@@ -541,44 +541,126 @@ fn restore_backup(audit_id: i64) -> i64 {
         None => extension::as_owner_of(log, || recreate(&schema, &table, &def.0))
             .unwrap_or(pg_sys::InvalidOid),
     };
+    // every backed-up column must still be there (a renamed one would come back NULL)
+    let existing: Vec<String> = columns_where(relid, "true")
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    if let Some(gone) = def.0["columns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|c| {
+            c["name"]
+                .as_str()
+                .filter(|n| !existing.iter().any(|e| e == n))
+                .map(str::to_string)
+        })
+    {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "cannot restore the backup of audit entry {audit_id}: column \"{gone}\" of {} no longer exists",
+                pg::describe_table(relid)
+            ),
+            "The backup keeps values by column name, and the column was renamed or dropped after the backup.",
+            "Rename the column back for the restore, or put the values back by hand from prodguard.backup_row.",
+        );
+    }
     let cols: Vec<String> = writable_columns(relid).into_iter().map(|c| c.1).collect();
     let col_list = cols.join(", ");
     let r_cols = qualified("r", &cols);
     let insert = format!(
         "INSERT INTO {table} ({col_list}) OVERRIDING SYSTEM VALUE
-         SELECT {r_cols} FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, n),
+         SELECT {r_cols} FROM unnest($1::jsonb[]) WITH ORDINALITY AS e(v, n),
                 jsonb_populate_record(NULL::{table}, e.v) r
           ORDER BY e.n"
     );
     // The backed-up rows are read as the extension's owner (the table's owner may not read
     // them) and written in batches as the table's owner, restricted (its triggers run as
-    // it, not as the extension's owner, and leave nothing behind).
+    // it, not as the extension's owner, and leave nothing behind). A batch is at most
+    // BACKUP_BATCH rows and BACKUP_BATCH_BYTES of jsonb, passed as jsonb[] (no text).
     let _restoring = Restoring::start();
     let inserted = extension::as_owner_of(log, || {
         Spi::connect(|client| -> Result<i64, pgrx::spi::SpiError> {
             let mut cursor = client.open_cursor(
-                "SELECT row_data::text FROM prodguard.backup_row WHERE audit_id = $1 ORDER BY ordinal",
+                "SELECT row_data FROM prodguard.backup_row WHERE audit_id = $1 ORDER BY ordinal",
                 &[audit_id.into()],
             );
             let mut n = 0i64;
-            loop {
-                let rows: Vec<String> = cursor
-                    .fetch(BACKUP_BATCH)?
-                    .filter_map(|r| r.get::<String>(1).ok().flatten())
-                    .collect();
+            let mut pending: Vec<pg_sys::Datum> = Vec::new();
+            let mut bytes = 0usize;
+            // (detoasted rows live in this context until their batch is written)
+            // SAFETY: a child of the connection's context, reset after every batch.
+            let copies = unsafe {
+                pg_sys::AllocSetContextCreateInternal(
+                    pg_sys::CurrentMemoryContext,
+                    c"prodguard restore batch".as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                )
+            };
+            let mut flush = |rows: &mut Vec<pg_sys::Datum>| -> Result<(), pgrx::spi::SpiError> {
                 if rows.is_empty() {
-                    return Ok(n);
+                    return Ok(());
                 }
-                let batch = format!("[{}]", rows.join(","));
+                // SAFETY: jsonb datums of the current fetch (or their copies in `copies`),
+                // gathered into one jsonb[] in `copies`, reset once the batch is written.
+                let array = unsafe {
+                    let previous = pg_sys::MemoryContextSwitchTo(copies);
+                    let array = pg_sys::construct_array(
+                        rows.as_mut_ptr(),
+                        rows.len() as i32,
+                        pg_sys::JSONBOID,
+                        -1,
+                        false,
+                        pg_sys::TYPALIGN_INT as std::ffi::c_char,
+                    );
+                    pg_sys::MemoryContextSwitchTo(previous);
+                    pgrx::datum::DatumWithOid::new(
+                        pg_sys::Datum::from(array),
+                        pg_sys::JSONBARRAYOID,
+                    )
+                };
                 let written = extension::as_owner_restricted(relid, || {
-                    Spi::connect_mut(|c| {
-                        c.update(&insert, None, &[batch.as_str().into()])
-                            .map(|t| t.len())
-                    })
+                    Spi::connect_mut(|c| c.update(&insert, None, &[array]).map(|t| t.len()))
                 })
                 .transpose()?
                 .unwrap_or(0);
                 n += written as i64;
+                rows.clear();
+                // SAFETY: the rows are written; nothing refers to their copies any more.
+                unsafe { pg_sys::MemoryContextReset(copies) };
+                Ok(())
+            };
+            loop {
+                let mut batch = cursor.fetch(BACKUP_BATCH)?;
+                if batch.is_empty() {
+                    return Ok(n);
+                }
+                while batch.next().is_some() {
+                    let Ok(Some(datum)) = batch.get_datum_by_ordinal(1) else {
+                        continue;
+                    };
+                    // SAFETY: a jsonb value of this fetch, detoasted (into `copies` when it
+                    // was toasted); written before the fetch's memory and `copies` go.
+                    let (row, size) = unsafe {
+                        let previous = pg_sys::MemoryContextSwitchTo(copies);
+                        let row = pg_sys::pg_detoast_datum(datum.cast_mut_ptr());
+                        pg_sys::MemoryContextSwitchTo(previous);
+                        (row, pgrx::varsize_any(row.cast()))
+                    };
+                    if !pending.is_empty() && bytes + size > BACKUP_BATCH_BYTES {
+                        flush(&mut pending)?;
+                        bytes = 0;
+                    }
+                    pending.push(pg_sys::Datum::from(row));
+                    bytes += size;
+                }
+                // (a fetch's rows are written before the next fetch frees them)
+                flush(&mut pending)?;
+                bytes = 0;
             }
         })
     });
@@ -589,8 +671,10 @@ fn restore_backup(audit_id: i64) -> i64 {
     }
 }
 
-/// Rows of a backup written per statement by restore_backup().
+/// Rows of a backup written per statement by restore_backup(), at most, and their jsonb
+/// bytes at most (a statement's array stays far below PostgreSQL's 1 GB limit).
 const BACKUP_BATCH: i64 = 1000;
+const BACKUP_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// Recreates a dropped table from its backed-up definition (columns, types, NOT NULL,
 /// primary key), owned by its original owner (or the caller, for a backup taken before

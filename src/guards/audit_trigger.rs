@@ -329,7 +329,8 @@ fn truncate_trigger<'a>(
             ..Entry::default()
         });
         if let Some(id) = id {
-            backup::backup_with(relid, id, "TRUNCATE", OverLimit::CopyFirst);
+            // (the trigger fires for each table the TRUNCATE empties: this one alone)
+            backup::backup_with(relid, id, "TRUNCATE", OverLimit::CopyFirst, true);
         }
         Ok(None)
     })

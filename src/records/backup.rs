@@ -40,11 +40,19 @@ unsafe extern "C-unwind" {
     ) -> *mut pg_sys::List;
 }
 
-pub fn backup(relid: pg_sys::Oid, audit_id: i64, command: &str) {
-    backup_with(relid, audit_id, command, OverLimit::Refuse);
+/// `only`: the command empties the table alone (TRUNCATE ONLY), not its inheritance
+/// children, whose rows are then not copied.
+pub fn backup(relid: pg_sys::Oid, audit_id: i64, command: &str, only: bool) {
+    backup_with(relid, audit_id, command, OverLimit::Refuse, only);
 }
 
-pub fn backup_with(relid: pg_sys::Oid, audit_id: i64, command: &str, over_limit: OverLimit) {
+pub fn backup_with(
+    relid: pg_sys::Oid,
+    audit_id: i64,
+    command: &str,
+    over_limit: OverLimit,
+    only: bool,
+) {
     // dates, intervals and floats written under fixed settings (row_json::StableFormats)
     let _formats = crate::records::row_json::StableFormats::set();
     let Some(log) = extension::own_table(c"backup_row") else {
@@ -64,7 +72,15 @@ pub fn backup_with(relid: pg_sys::Oid, audit_id: i64, command: &str, over_limit:
             )
         });
     }
-    let table = pg::qualified_identifier(relid);
+    // (a partitioned table has no rows of its own: its partitions' are its rows)
+    // SAFETY: a syscache lookup of a locked relation.
+    let partitioned = unsafe { pg_sys::get_rel_relkind(relid) }
+        == pg_sys::RELKIND_PARTITIONED_TABLE as std::ffi::c_char;
+    let table = if only && !partitioned {
+        format!("ONLY {}", pg::qualified_identifier(relid))
+    } else {
+        pg::qualified_identifier(relid)
+    };
     let limit = i64::from(settings::BACKUP_MAX_ROWS.get());
     let done = extension::as_owner_of(log, || -> Result<(), String> {
         let _own = crate::core::passes::FlagGuard::set(&crate::core::passes::OWN_WRITE, true);

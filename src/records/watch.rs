@@ -40,8 +40,9 @@ use crate::records::shmem::{self, Record, KIND_BASELINE};
 const NAME: &CStr = c"pg_prodguard_watch";
 /// Protected tables watched at a time (all databases).
 const TABLES: usize = 1024;
-/// Clients whose refusals are counted at a time.
-const CLIENTS: usize = 256;
+/// Clients whose refusals are counted at a time: an entry per client for the burst alert,
+/// one per client and login role for the denial log's rate.
+const CLIENTS: usize = 1024;
 const MINUTE_US: i64 = 60_000_000;
 /// How many slots from its hash a table's entry may be in.
 const PROBE: usize = 8;

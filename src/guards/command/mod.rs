@@ -54,6 +54,8 @@ pub struct Judged {
     /// Whether the statement empties or drops the table it names (TRUNCATE, DROP TABLE,
     /// DROP SCHEMA): a protected table is then backed up first.
     destroys_rows: bool,
+    /// Whether it empties the table alone, not its inheritance children (TRUNCATE ONLY).
+    only: bool,
 }
 
 impl Judged {
@@ -64,12 +66,22 @@ impl Judged {
             env,
             scope: Scope::Transaction,
             destroys_rows: false,
+            only: false,
         }
     }
 
     fn destroying_rows(self) -> Judged {
         Judged {
             destroys_rows: true,
+            ..self
+        }
+    }
+
+    /// The same, for the table alone (TRUNCATE ONLY).
+    fn destroying_rows_of(self, only: bool) -> Judged {
+        Judged {
+            destroys_rows: true,
+            only,
             ..self
         }
     }
@@ -227,7 +239,7 @@ pub unsafe fn check(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) {
         // A protected table about to be truncated or dropped is copied first.
         if let (Some(id), Some(rel), true) = (audit_id, j.finding.relation, j.destroys_rows) {
             if protection::flags(rel).any() {
-                backup::backup(rel, id, &j.finding.command);
+                backup::backup(rel, id, &j.finding.command, j.only);
             }
         }
     }

@@ -127,28 +127,29 @@ impl Table {
 pub fn truncate(s: &pg_sys::TruncateStmt) -> Vec<Judged> {
     // SAFETY: `relations` is a List of RangeVar.
     let tables = unsafe { PgList::<pg_sys::RangeVar>::from_pg(s.relations) };
-    let named: Vec<Table> = tables
+    // (with whether the table is named ONLY: its inheritance children keep their rows)
+    let named: Vec<(Table, bool)> = tables
         .iter_ptr()
         // SAFETY: each element is a valid RangeVar.
-        .filter_map(|rv| unsafe { Table::resolve(rv) })
-        .filter(|t| !t.temp)
+        .filter_map(|rv| unsafe { Table::resolve(rv).map(|t| (t, !(*rv).inh)) })
+        .filter(|(t, _)| !t.temp)
         .collect();
     let mut judged: Vec<Judged> = named
         .iter()
-        .filter_map(|t| {
+        .filter_map(|(t, only)| {
             local(
                 t.rule_for(Token::Truncate)?,
                 "TRUNCATE",
                 format!("table {}", t.display()),
                 Some(t.oid),
             )
-            .map(Judged::destroying_rows)
+            .map(|j| j.destroying_rows_of(*only))
         })
         .collect();
     // CASCADE also empties every table that references these through a foreign key, and
     // the ones referencing those: forbid_delete holds for them too.
     if s.behavior == pg_sys::DropBehavior::DROP_CASCADE {
-        let named_oids: Vec<pg_sys::Oid> = named.iter().map(|t| t.oid).collect();
+        let named_oids: Vec<pg_sys::Oid> = named.iter().map(|(t, _)| t.oid).collect();
         for oid in referencing_closure(&named_oids) {
             judged.extend(forbid_delete_reached(
                 "TRUNCATE",

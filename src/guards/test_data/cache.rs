@@ -31,6 +31,10 @@ use super::values::{reader_for, Column};
 #[derive(Default)]
 struct Cache {
     matcher: Option<Rc<Matcher>>,
+    /// The transaction the matcher was read in, when it was read through that
+    /// transaction's snapshot (REPEATABLE READ, SERIALIZABLE): it serves that transaction
+    /// only, since a change committed meanwhile sends no second invalidation.
+    matcher_transaction: Option<u32>,
     dictionary_table: Option<pg_sys::Oid>,
     columns: OidMap<Rc<Vec<Column>>>,
 }
@@ -69,7 +73,14 @@ unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
 /// the others when the generation is committed).
 pub fn matcher() -> Rc<Matcher> {
     register_callback();
-    if let Some(m) = CACHE.with(|c| c.borrow().matcher.clone()) {
+    let transaction = snapshot_transaction();
+    let cached = CACHE.with(|c| {
+        let c = c.borrow();
+        c.matcher
+            .clone()
+            .filter(|_| c.matcher_transaction.is_none_or(|t| Some(t) == transaction))
+    });
+    if let Some(m) = cached {
         return m;
     }
     let epoch = EPOCH.get();
@@ -94,10 +105,22 @@ pub fn matcher() -> Rc<Matcher> {
         CACHE.with(|c| {
             let mut c = c.borrow_mut();
             c.matcher = Some(matcher.clone());
+            c.matcher_transaction = transaction;
             c.dictionary_table = table;
         });
     }
     matcher
+}
+
+/// The transaction whose snapshot a load reads through, when it is the transaction's own
+/// (REPEATABLE READ or SERIALIZABLE); None under READ COMMITTED, where every load sees
+/// what was committed when it ran.
+fn snapshot_transaction() -> Option<u32> {
+    // SAFETY: reads of backend globals; MyProc is set in every backend that runs SQL.
+    unsafe {
+        (pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 && !pg_sys::MyProc.is_null())
+            .then(|| (*pg_sys::MyProc).lxid)
+    }
 }
 
 /// The current generation's matcher: its shared file, or built from the dictionary tables.
@@ -121,6 +144,11 @@ fn load(dictionary: pg_sys::Oid) -> Result<Result<Matcher, String>, pgrx::spi::S
         )?;
         Ok::<_, pgrx::spi::SpiError>(row.into_iter().next().and_then(|r| shareable(&r)))
     })?;
+    if let Some(m) = current.and_then(|g| shared::load(key(g))) {
+        return Ok(Ok(m));
+    }
+    // one build per generation: wait for a backend that is building, then take its file
+    let _building = current.and_then(|_| shared::build_lock(key(0).database));
     if let Some(m) = current.and_then(|g| shared::load(key(g))) {
         return Ok(Ok(m));
     }

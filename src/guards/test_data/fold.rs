@@ -231,7 +231,7 @@ impl Folder<'_> {
             return;
         }
         // blank-looking fillers (Hangul fillers, Braille blank) read as a space; dashes as `-`
-        if matches!(c as u32, 0x115F | 0x1160 | 0x3164 | 0xFFA0 | 0x2800) {
+        if is_filler(c) {
             self.key(' ', next_is_digit);
             return;
         }
@@ -297,6 +297,24 @@ impl Folder<'_> {
         }
         self.out.push(c);
     }
+}
+
+/// The first character of `chars` that the fold keeps, as the fold reads it for a word
+/// boundary: invisible characters and combining marks (which belong to the letter before
+/// them) are passed over, blank fillers read as a space.
+pub fn neighbour(chars: impl Iterator<Item = char>) -> Option<char> {
+    chars
+        .filter(|&c| {
+            c.is_ascii()
+                || !(is_default_ignorable(c) || unicode_normalization::char::is_combining_mark(c))
+        })
+        .map(|c| if is_filler(c) { ' ' } else { c })
+        .next()
+}
+
+/// Blank-looking fillers (Hangul fillers, Braille blank): read as a space.
+fn is_filler(c: char) -> bool {
+    matches!(c as u32, 0x115F | 0x1160 | 0x3164 | 0xFFA0 | 0x2800)
 }
 
 /// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt, Unicode 15).

@@ -9,7 +9,9 @@
 use std::ops::Range;
 
 const MAGIC: u32 = u32::from_be_bytes(*b"PGPD");
-/// Bumped whenever the meaning of a section changes: older files are then rebuilt.
+/// Bumped whenever the meaning of a section changes, and whenever `fold.rs` folds any
+/// text differently (an image holds keys folded by the rules of the library that wrote
+/// it): older files are then rebuilt.
 pub const FORMAT: u32 = 1;
 const FIXED: usize = 4;
 

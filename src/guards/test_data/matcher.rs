@@ -389,7 +389,7 @@ impl Matcher {
                 };
                 if counts(value, start, end, info) {
                     found.push((start, end, id as usize));
-                    if first_only {
+                    if first_only || found.len() >= MAX_HITS {
                         return false;
                     }
                 }
@@ -420,44 +420,66 @@ impl Matcher {
             return Vec::new();
         };
         let mut work = 0usize;
+        // Boundaries are judged on the original text, around the original span of each
+        // hit, a chunk of candidates at a time: however many candidates fail their
+        // boundaries, every one is judged (a value cannot hide a hit behind a crowd).
         let mut candidates: Vec<(usize, usize, usize)> = Vec::new();
+        let mut found: Vec<Hit> = Vec::new();
+        let mut done = false;
         automaton.overlapping(buffer.as_bytes(), |end, id| {
             interruptible(&mut work);
             let Some(start) = end.checked_sub((key_info[id as usize] & KEY_LEN) as usize) else {
                 return true;
             };
             candidates.push((start, end, id as usize));
-            candidates.len() < MAX_CANDIDATES
+            if candidates.len() == CHUNK {
+                done = self.judge(value, &mut candidates, &mut found, first_only, &mut work);
+            }
+            !done
         });
-        if candidates.is_empty() {
-            return Vec::new();
+        if !done {
+            self.judge(value, &mut candidates, &mut found, first_only, &mut work);
         }
-        // Boundaries are judged on the original text, around the original span of the hit.
-        let spans = original_spans(value, &candidates);
-        let mut found: Vec<Hit> = candidates
-            .iter()
-            .zip(spans)
-            .filter(|((_, _, id), span)| {
-                interruptible(&mut work);
-                counts(value, span.bytes.0, span.bytes.1, key_info[*id])
-            })
-            .flat_map(|((_, _, id), span)| {
-                let text = value[span.bytes.0..span.bytes.1].to_string();
-                self.reported(*id, &text, first_only)
-                    .into_iter()
-                    .map(move |pattern| Hit {
-                        pattern,
-                        start: span.chars.0,
-                        end: span.chars.1,
-                        text: text.clone(),
-                    })
-            })
-            .collect();
         found.sort_by_key(|h| (h.start, h.end, h.pattern));
         if first_only {
             found.truncate(1);
         }
         found
+    }
+
+    /// Judges a chunk of candidate hits of a folded value (key offsets) on the original
+    /// text, adds the valid ones to `found` and empties the chunk; true when the search is
+    /// over (a hit found for `first_only`, or `MAX_HITS`).
+    fn judge(
+        &self,
+        value: &str,
+        candidates: &mut Vec<(usize, usize, usize)>,
+        found: &mut Vec<Hit>,
+        first_only: bool,
+        work: &mut usize,
+    ) -> bool {
+        if candidates.is_empty() {
+            return false;
+        }
+        let key_info = self.image.section(KEY_INFO);
+        let spans = original_spans(value, candidates);
+        for ((_, _, id), span) in candidates.iter().zip(spans) {
+            interruptible(work);
+            if !counts(value, span.bytes.0, span.bytes.1, key_info[*id]) {
+                continue;
+            }
+            let text = value[span.bytes.0..span.bytes.1].to_string();
+            for pattern in self.reported(*id, &text, first_only) {
+                found.push(Hit {
+                    pattern,
+                    start: span.chars.0,
+                    end: span.chars.1,
+                    text: text.clone(),
+                });
+            }
+        }
+        candidates.clear();
+        (first_only && !found.is_empty()) || found.len() >= MAX_HITS
     }
 
     /// Whether any pattern occurs in a key. Most values hold none: rather than running the
@@ -517,8 +539,10 @@ fn counts(haystack: &str, start: usize, end: usize, info: u32) -> bool {
     if info & RULE_SUBSTRING != 0 {
         return true;
     }
-    let before = haystack[..start].chars().next_back();
-    let after = haystack[end..].chars().next();
+    // (the neighbours as the fold reads them: invisible characters and accents are
+    // passed over, blank fillers are spaces)
+    let before = fold::neighbour(haystack[..start].chars().rev());
+    let after = fold::neighbour(haystack[end..].chars());
     if info & RULE_OPEN_LEFT != 0 && before.is_some_and(char::is_alphanumeric) {
         return false;
     }
@@ -543,8 +567,13 @@ fn interruptible(work: &mut usize) {
 
 const INTERRUPT_EVERY: usize = 4096;
 
-/// Candidate hits in one folded value at most (a bound on the work for adversarial text).
-const MAX_CANDIDATES: usize = 100_000;
+/// Candidate hits of a folded value judged at a time (each chunk folds the value once more
+/// to find the hits' original spans).
+const CHUNK: usize = 100_000;
+
+/// Valid hits reported for one value at most (`all`, for scans; the row check stops at
+/// the first).
+const MAX_HITS: usize = 100_000;
 
 /// Where a hit of the key lies in the original value: bytes and characters.
 struct Span {
@@ -701,6 +730,43 @@ mod tests {
         let m = matcher(&[""], &[]);
         assert!(m.is_empty());
         assert!(m.all("anything").is_empty());
+    }
+
+    #[test]
+    fn boundaries_are_judged_as_the_fold_reads_the_neighbours() {
+        let m = matcher(&["John Doe", "555-0100", "4242 4242 4242 4242"], &[]);
+        // blank fillers are spaces
+        assert_eq!(texts(&m, "\u{3164}John Doe\u{3164}"), ["John Doe"]);
+        assert_eq!(
+            texts(&m, "\u{FFA0}4242 4242 4242 4242\u{FFA0}"),
+            ["4242 4242 4242 4242"]
+        );
+        // accents and invisible characters belong to the word they are in
+        for value in [
+            "John Doe\u{0301}rty",
+            "A\u{030A}John Doe",
+            "John Doe\u{200D}rty",
+            "John Doe\u{00AD}rty",
+            "x\u{FE0F}John Doe",
+            "1\u{0301}555-0100",
+            "John Doérty",
+        ] {
+            assert!(texts(&m, value).is_empty(), "{value:?}");
+        }
+        assert_eq!(texts(&m, "Mr John Doe\u{0301}, here"), ["John Doe"]);
+    }
+
+    #[test]
+    fn a_crowd_of_failed_candidates_hides_no_hit() {
+        let m = matcher(&["42", "4242 4242 4242 4242"], &[]);
+        // (capitals: the folded path; every "42" inside the run of digits fails its
+        // boundaries, more of them than one chunk of candidates)
+        let value = format!("X{} card 4242 4242 4242 4242", "42".repeat(CHUNK + 10));
+        let mut buffer = String::new();
+        let hit = m
+            .first(&value, &mut buffer)
+            .expect("the card number is found");
+        assert_eq!(hit.text, "4242 4242 4242 4242");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! - The first backend that needs the matcher of a generation builds it and writes its
 //!   image (written to a temporary file, flushed, then renamed into place, so that a
-//!   reader sees a whole file or none). Every other backend maps the file: its pages are
+//!   reader sees a whole file or none); backends that need it meanwhile wait for it (a
+//!   lock file per database) and map it. Every other backend maps the file: its pages are
 //!   the kernel's page cache, shared, not the backend's private memory, and a new
 //!   connection's first match costs one `open` and one `mmap`.
 //! - A generation is a value of `prodguard.dictionary_generation`, which the dictionary
@@ -96,7 +97,14 @@ pub fn store(key: Key, matcher: &Matcher) -> bool {
             let name = e.file_name();
             let name = name.to_string_lossy();
             let older = name.starts_with(&prefix(key.database)) && name != ours;
-            if older || of_dropped_database(&name) {
+            // (a temporary file an hour old was left by a backend that died writing it)
+            let abandoned = name.starts_with("tmp.")
+                && e.metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 3600);
+            if older || abandoned || of_dropped_database(&name) {
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -123,6 +131,39 @@ fn of_dropped_database(name: &str) -> bool {
             pgrx::pg_sys::Datum::from(0),
             pgrx::pg_sys::Datum::from(0),
         )
+    }
+}
+
+/// One build at a time per database: the backends that need a new generation at once wait
+/// for the first to write it, then map its file (instead of each building its own: seconds
+/// of CPU and hundreds of MB each for a large dictionary). Released when dropped (or when
+/// the process ends).
+pub struct BuildLock(#[allow(dead_code)] File);
+
+/// Waits for the build lock of `database`, answering query cancel and statement timeout
+/// while it waits; None when there is no lock file to take (then each builds its own).
+pub fn build_lock(database: u32) -> Option<BuildLock> {
+    fs::create_dir_all(DIR).ok()?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(format!("{DIR}/build.{database}.lock"))
+        .ok()?;
+    loop {
+        // SAFETY: flock on a descriptor this function owns.
+        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if taken {
+            return Some(BuildLock(file));
+        }
+        let err = std::io::Error::last_os_error().raw_os_error();
+        if err != Some(libc::EWOULDBLOCK) && err != Some(libc::EINTR) {
+            return None;
+        }
+        super::check_interrupts();
+        // SAFETY: pg_usleep only sleeps.
+        unsafe { pgrx::pg_sys::pg_usleep(10_000) };
     }
 }
 
