@@ -23,13 +23,19 @@ CREATE TABLE notes (body text);   -- no key: duplicates would go unnoticed
 INSERT INTO customers (email) SELECT 'c' || g || '@shop.example' FROM generate_series(1, 50) g;
 INSERT INTO orders (customer_id, total) SELECT 1 + g % 50, g FROM generate_series(1, 200) g;
 INSERT INTO notes SELECT 'note ' || g FROM generate_series(1, 30) g;
+-- an inheritance child whose rows the dump loads before its parent's (its name sorts
+-- first): they show through the parent, which is still being restored, not data of its own
+CREATE TABLE timeline (id int, what text);
+CREATE TABLE events_2026 (source text) INHERITS (timeline);
+INSERT INTO timeline VALUES (1, 'opened');
+INSERT INTO events_2026 VALUES (2, 'shipped', 'carrier');
 SQL
 "$PG_BIN/pg_dump" -Fc -d shop -f "$work/shop.dump"
 
 # state DB: rows, constraints and indexes of the application's tables
 state() {
     psql -X -q -t -A -d "$1" -c "SELECT (SELECT count(*) FROM customers) || '/' || (SELECT count(*) FROM orders)
-        || '/' || (SELECT count(*) FROM notes)
+        || '/' || (SELECT count(*) FROM notes) || '/' || (SELECT count(*) FROM timeline)
         || ' constraints=' || (SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = 'public')
         || ' indexes=' || (SELECT count(*) FROM pg_indexes WHERE schemaname = 'public')"
 }

@@ -195,6 +195,15 @@ pub fn opt_cstr(p: *const c_char) -> Option<String> {
 /// are read directly from storage with a fresh snapshot, so row-level security and
 /// permissions cannot hide any.
 pub fn holds_no_rows(relid: pg_sys::Oid, lockmode: pg_sys::LOCKMODE) -> bool {
+    holds_no_rows_in(relid, lockmode, true)
+}
+
+/// The same for the table's own rows only (what a COPY into it appends to).
+pub fn holds_no_rows_of_its_own(relid: pg_sys::Oid, lockmode: pg_sys::LOCKMODE) -> bool {
+    holds_no_rows_in(relid, lockmode, false)
+}
+
+fn holds_no_rows_in(relid: pg_sys::Oid, lockmode: pg_sys::LOCKMODE, with_family: bool) -> bool {
     // A hot standby cannot take the statement's lock, and the statement cannot run there.
     // SAFETY: reads shared recovery state.
     if lockmode > pg_sys::RowExclusiveLock as pg_sys::LOCKMODE
@@ -202,7 +211,10 @@ pub fn holds_no_rows(relid: pg_sys::Oid, lockmode: pg_sys::LOCKMODE) -> bool {
     {
         return false;
     }
-    let family: Vec<pg_sys::Oid> = crate::core::extension::with_pinned_search_path(|| {
+    let family: Vec<pg_sys::Oid> = if !with_family {
+        vec![relid]
+    } else {
+        crate::core::extension::with_pinned_search_path(|| {
         pgrx::spi::Spi::connect(|client| {
             client
                 .select(
@@ -220,7 +232,8 @@ pub fn holds_no_rows(relid: pg_sys::Oid, lockmode: pg_sys::LOCKMODE) -> bool {
                 })
                 .unwrap_or_default()
         })
-    });
+    })
+    };
     // SAFETY: each relation is locked before it is opened; relations that vanished meanwhile
     // are skipped (try_table_open); the scan uses a registered snapshot and a slot of the
     // relation's own type, all released before returning.

@@ -51,7 +51,10 @@ pub unsafe fn check(stmt: *mut pg_sys::Node, statement: Option<&str>) {
     };
     let populated = match table {
         Some(t) => {
-            (!pg::holds_no_rows(t, pg_sys::AccessShareLock as pg_sys::LOCKMODE)).then_some(t)
+            // (a COPY appends to the table's own rows: an inheritance child restored
+            // first is not data the restore would change)
+            (!pg::holds_no_rows_of_its_own(t, pg_sys::AccessShareLock as pg_sys::LOCKMODE))
+                .then_some(t)
         }
         None => first_populated_table(),
     };
@@ -162,5 +165,6 @@ fn first_populated_table() -> Option<pg_sys::Oid> {
     });
     tables
         .into_iter()
-        .find(|t| !pg::holds_no_rows(*t, pg_sys::AccessShareLock as pg_sys::LOCKMODE))
+        // (every table is looked at: its own rows are enough)
+        .find(|t| !pg::holds_no_rows_of_its_own(*t, pg_sys::AccessShareLock as pg_sys::LOCKMODE))
 }
