@@ -203,18 +203,9 @@ pub fn holds_no_rows_of_its_own(relid: pg_sys::Oid, lockmode: pg_sys::LOCKMODE) 
     holds_no_rows_in(relid, lockmode, false)
 }
 
-fn holds_no_rows_in(relid: pg_sys::Oid, lockmode: pg_sys::LOCKMODE, with_family: bool) -> bool {
-    // A hot standby cannot take the statement's lock, and the statement cannot run there.
-    // SAFETY: reads shared recovery state.
-    if lockmode > pg_sys::RowExclusiveLock as pg_sys::LOCKMODE
-        && unsafe { pg_sys::RecoveryInProgress() }
-    {
-        return false;
-    }
-    let family: Vec<pg_sys::Oid> = if !with_family {
-        vec![relid]
-    } else {
-        crate::core::extension::with_pinned_search_path(|| {
+/// A relation and its partitions and inheritance children, at every level.
+fn with_inheritors(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    crate::core::extension::with_pinned_search_path(|| {
         pgrx::spi::Spi::connect(|client| {
             client
                 .select(
@@ -233,6 +224,20 @@ fn holds_no_rows_in(relid: pg_sys::Oid, lockmode: pg_sys::LOCKMODE, with_family:
                 .unwrap_or_default()
         })
     })
+}
+
+fn holds_no_rows_in(relid: pg_sys::Oid, lockmode: pg_sys::LOCKMODE, with_family: bool) -> bool {
+    // A hot standby cannot take the statement's lock, and the statement cannot run there.
+    // SAFETY: reads shared recovery state.
+    if lockmode > pg_sys::RowExclusiveLock as pg_sys::LOCKMODE
+        && unsafe { pg_sys::RecoveryInProgress() }
+    {
+        return false;
+    }
+    let family = if with_family {
+        with_inheritors(relid)
+    } else {
+        vec![relid]
     };
     // SAFETY: each relation is locked before it is opened; relations that vanished meanwhile
     // are skipped (try_table_open); the scan uses a registered snapshot and a slot of the
