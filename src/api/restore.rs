@@ -591,16 +591,7 @@ fn restore_backup(audit_id: i64) -> i64 {
             let mut pending: Vec<pg_sys::Datum> = Vec::new();
             let mut bytes = 0usize;
             // (detoasted rows live in this context until their batch is written)
-            // SAFETY: a child of the connection's context, reset after every batch.
-            let copies = unsafe {
-                pg_sys::AllocSetContextCreateInternal(
-                    pg_sys::CurrentMemoryContext,
-                    c"prodguard restore batch".as_ptr(),
-                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-                )
-            };
+            let copies = pg::batch_context(c"prodguard restore batch");
             let mut flush = |rows: &mut Vec<pg_sys::Datum>| -> Result<(), pgrx::spi::SpiError> {
                 if rows.is_empty() {
                     return Ok(());
@@ -609,19 +600,9 @@ fn restore_backup(audit_id: i64) -> i64 {
                 // gathered into one jsonb[] in `copies`, reset once the batch is written.
                 let array = unsafe {
                     let previous = pg_sys::MemoryContextSwitchTo(copies);
-                    let array = pg_sys::construct_array(
-                        rows.as_mut_ptr(),
-                        rows.len() as i32,
-                        pg_sys::JSONBOID,
-                        -1,
-                        false,
-                        pg_sys::TYPALIGN_INT as std::ffi::c_char,
-                    );
+                    let array = pg::varlena_array(rows, pg_sys::JSONBOID);
                     pg_sys::MemoryContextSwitchTo(previous);
-                    pgrx::datum::DatumWithOid::new(
-                        pg_sys::Datum::from(array),
-                        pg_sys::JSONBARRAYOID,
-                    )
+                    pgrx::datum::DatumWithOid::new(array, pg_sys::JSONBARRAYOID)
                 };
                 let written = extension::as_owner_restricted(relid, || {
                     Spi::connect_mut(|c| c.update(&insert, None, &[array]).map(|t| t.len()))

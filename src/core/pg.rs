@@ -330,3 +330,37 @@ pub fn timestamp_text(ts: i64) -> String {
     // SAFETY: timestamptz_to_str formats into a static buffer it returns; copied at once.
     unsafe { opt_cstr(pg_sys::timestamptz_to_str(ts)).unwrap_or_default() }
 }
+
+/// A memory context under the current one, for values made and freed a batch at a time
+/// (the caller resets it per batch; it goes with its parent).
+pub fn batch_context(name: &'static CStr) -> pg_sys::MemoryContext {
+    // SAFETY: a child of the current context, with a static name.
+    unsafe {
+        pg_sys::AllocSetContextCreateInternal(
+            pg_sys::CurrentMemoryContext,
+            name.as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        )
+    }
+}
+
+/// A one-dimensional array of `element` values (a variable-length type aligned like text
+/// and jsonb), built in the current memory context.
+///
+/// # Safety
+/// Every datum must be a valid non-null value of `element`.
+pub unsafe fn varlena_array(datums: &mut [pg_sys::Datum], element: pg_sys::Oid) -> pg_sys::Datum {
+    // SAFETY: guaranteed by the caller; construct_array copies the values.
+    unsafe {
+        pg_sys::Datum::from(pg_sys::construct_array(
+            datums.as_mut_ptr(),
+            datums.len() as i32,
+            element,
+            -1,
+            false,
+            pg_sys::TYPALIGN_INT as std::ffi::c_char,
+        ))
+    }
+}

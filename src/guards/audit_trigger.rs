@@ -283,14 +283,7 @@ unsafe fn changed(
         if names.is_empty() {
             return None;
         }
-        Some(pg_sys::Datum::from(pg_sys::construct_array(
-            names.as_mut_ptr(),
-            names.len() as i32,
-            pg_sys::TEXTOID,
-            -1,
-            false,
-            pg_sys::TYPALIGN_INT as std::ffi::c_char,
-        )))
+        Some(pg::varlena_array(&mut names, pg_sys::TEXTOID))
     }
 }
 

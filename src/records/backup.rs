@@ -149,16 +149,7 @@ fn copy_rows(
         let (mut values, mut nulls) = (Vec::new(), Vec::new());
         let mut ordinal = 0i64;
         // (each batch's encoded rows are freed once written)
-        // SAFETY: a child of the current (SPI) context, reset per batch, freed with it.
-        let batch_context = unsafe {
-            pg_sys::AllocSetContextCreateInternal(
-                pg_sys::CurrentMemoryContext,
-                c"prodguard backup batch".as_ptr(),
-                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-            )
-        };
+        let batch_context = pg::batch_context(c"prodguard backup batch");
         let result = loop {
             let mut batch = match cursor.fetch(COPY_BATCH as i64) {
                 Ok(b) => b,
@@ -195,17 +186,8 @@ fn copy_rows(
                     rows.push(enc.encode(&values, &nulls));
                 }
             }
-            // SAFETY: an array of the jsonb datums just built, in the current context.
-            let array = unsafe {
-                pg_sys::Datum::from(pg_sys::construct_array(
-                    rows.as_mut_ptr(),
-                    rows.len() as i32,
-                    pg_sys::JSONBOID,
-                    -1,
-                    false,
-                    pg_sys::TYPALIGN_INT as std::ffi::c_char,
-                ))
-            };
+            // SAFETY: an array of the jsonb datums just built, in the batch's context.
+            let array = unsafe { pg::varlena_array(&mut rows, pg_sys::JSONBOID) };
             // SAFETY: the context current before the switch above.
             unsafe { pg_sys::MemoryContextSwitchTo(previous) };
             // SAFETY: the datum is a jsonb[] built above, alive for the statement.

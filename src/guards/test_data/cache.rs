@@ -125,9 +125,10 @@ fn snapshot_transaction() -> Option<u32> {
 
 /// The current generation's matcher: its shared file, or built from the dictionary tables.
 fn load(dictionary: pg_sys::Oid) -> Result<Result<Matcher, String>, pgrx::spi::SpiError> {
+    // SAFETY: reads the backend's database, set at connection.
+    let database = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let key = |generation| shared::Key {
-        // SAFETY: reads the backend's database, set at connection.
-        database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        database,
         installation: dictionary.to_u32(),
         generation,
     };
@@ -148,7 +149,7 @@ fn load(dictionary: pg_sys::Oid) -> Result<Result<Matcher, String>, pgrx::spi::S
         return Ok(Ok(m));
     }
     // one build per generation: wait for a backend that is building, then take its file
-    let _building = current.and_then(|_| shared::build_lock(key(0).database));
+    let _building = current.and_then(|_| shared::build_lock(database));
     if let Some(m) = current.and_then(|g| shared::load(key(g))) {
         return Ok(Ok(m));
     }
