@@ -240,16 +240,32 @@ CREATE OPERATOR CLASS prodguard.xid8_minmax_ops FOR TYPE xid8 USING brin AS
     FUNCTION 2 pg_catalog.brin_minmax_add_value(internal, internal, internal, internal),
     FUNCTION 3 pg_catalog.brin_minmax_consistent(internal, internal, internal),
     FUNCTION 4 pg_catalog.brin_minmax_union(internal, internal, internal);
-DROP INDEX prodguard.audit_log_id_idx, prodguard.audit_log_logged_at_idx, prodguard.audit_log_txid_idx;
+CREATE OPERATOR CLASS prodguard.jsonb_bloom_ops FOR TYPE jsonb USING brin AS
+    OPERATOR 1 pg_catalog.= (jsonb, jsonb),
+    FUNCTION 1 pg_catalog.brin_bloom_opcinfo(internal),
+    FUNCTION 2 pg_catalog.brin_bloom_add_value(internal, internal, internal, internal),
+    FUNCTION 3 pg_catalog.brin_bloom_consistent(internal, internal, internal, integer),
+    FUNCTION 4 pg_catalog.brin_bloom_union(internal, internal, internal),
+    FUNCTION 5 pg_catalog.brin_bloom_options(internal),
+    FUNCTION 11 pg_catalog.jsonb_hash(jsonb);
+DROP INDEX prodguard.audit_log_id_idx, prodguard.audit_log_logged_at_idx, prodguard.audit_log_txid_idx,
+    prodguard.audit_log_row_key_idx;
 CREATE INDEX audit_log_order_idx ON prodguard.audit_log
-    USING brin (id, logged_at, txid prodguard.xid8_minmax_ops);
+    USING brin (id, logged_at, txid prodguard.xid8_minmax_ops,
+                row_key prodguard.jsonb_bloom_ops (false_positive_rate = 0.001))
+    WITH (pages_per_range = 32);
+ALTER TABLE prodguard.audit_log SET (autovacuum_vacuum_insert_threshold = 20000,
+                                     autovacuum_vacuum_insert_scale_factor = 0);
+ALTER FUNCTION prodguard.row_history(regclass, jsonb) SET enable_seqscan = off;
 -- the range being written is left unsummarized (as in schema.sql)
 SELECT pg_catalog.brin_desummarize_range('prodguard.audit_log_order_idx',
     greatest(pg_catalog.pg_relation_size('prodguard.audit_log')
              / pg_catalog.current_setting('block_size')::bigint - 1, 0));
-COMMENT ON INDEX prodguard.audit_log_order_idx IS 'Finds entries by id, by time and by transaction.';
+COMMENT ON INDEX prodguard.audit_log_order_idx IS 'Finds entries by id, by time, by transaction and by row.';
 COMMENT ON OPERATOR CLASS prodguard.xid8_minmax_ops USING brin IS 'BRIN minmax for xid8: indexes audit_log.txid.';
 COMMENT ON OPERATOR FAMILY prodguard.xid8_minmax_ops USING brin IS 'BRIN minmax for xid8: indexes audit_log.txid.';
+COMMENT ON OPERATOR CLASS prodguard.jsonb_bloom_ops USING brin IS 'BRIN bloom for jsonb: indexes audit_log.row_key.';
+COMMENT ON OPERATOR FAMILY prodguard.jsonb_bloom_ops USING brin IS 'BRIN bloom for jsonb: indexes audit_log.row_key.';
 
 -- scan() tells which patterns a dictionary holds (private ones included): for operators
 -- (issue 19).

@@ -47,7 +47,7 @@ use crate::core::statement;
 use crate::guards::command as command_guard;
 use crate::guards::row as row_guard;
 use crate::guards::test_data as test_data_guard;
-use crate::records::{audit_log, history, shmem, watch};
+use crate::records::{audit_batch, audit_log, history, shmem, watch};
 
 /// LargeObjectRelationId (pg_largeobject), the class of a large object in the object-access
 /// hook; pgrx does not export it.
@@ -243,6 +243,15 @@ unsafe extern "C-unwind" fn process_utility(
             after_utility_guarded(pstmt);
         }
     }
+    // the row entries of a COPY FROM, whose triggers fire outside the executor hooks
+    if !audit_batch::is_empty() {
+        flush_guarded();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn flush_guarded() {
+    catch_bug("the row audit", audit_log::flush);
 }
 
 #[pg_guard]
@@ -434,6 +443,8 @@ unsafe extern "C-unwind" fn executor_finish(query_desc: *mut pg_sys::QueryDesc) 
 unsafe extern "C-unwind" fn finish_guarded(query_desc: *mut pg_sys::QueryDesc) {
     // SAFETY: the QueryDesc after standard finish.
     catch_bug("the row guard", || unsafe {
+        // the statement's AFTER triggers have run: its row entries are written together
+        audit_log::flush();
         command_guard::statement_finished();
         row_guard::after_finish(query_desc)
     });

@@ -193,7 +193,7 @@ fn audit_trigger_row<'a>(
             _ => None,
         };
         let test_data = audit_log::take_test_data((*rel).rd_id, new, tupdesc);
-        audit_log::write(Entry {
+        audit_log::write_row(Entry {
             action,
             table: Some((*rel).rd_id),
             row_key: key,

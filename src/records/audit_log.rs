@@ -31,6 +31,7 @@ use crate::core::extension;
 use crate::core::finding::Finding;
 use crate::core::pg::{self, current_statement};
 use crate::core::settings::{self, Environment};
+use crate::records::audit_batch as batch;
 use crate::records::audit_values as kept;
 use crate::records::shmem::{self, Counter};
 
@@ -229,15 +230,76 @@ unsafe extern "C-unwind" {
     fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
 }
 
-/// Writes one entry; returns its id, or `None` where the extension is not installed.
+/// Writes one entry now; returns its id, or `None` where the extension is not installed.
+/// Held row entries of the current subtransaction are written first, in their order.
 pub fn write(entry: Entry<'_>) -> Option<i64> {
     let target = target()?;
     let open = open_for_transaction(&target);
+    // SAFETY: audit_log and its indexes are open (`open_for_transaction`).
+    unsafe { write_held(open, false) };
+    // SAFETY: as in `form`; the tuple is inserted and freed at once.
+    unsafe {
+        let (id, tuple) = form(&entry, &target, open);
+        pg_sys::CatalogTupleInsertWithInfo(open.rel, tuple, open.indexes);
+        pg_sys::heap_freetuple(tuple);
+        shmem::count(Counter::AuditRowsWritten);
+        Some(id)
+    }
+}
+
+/// Writes the entry of one audited row change: held, and written with the rest of its
+/// statement's entries (`records::audit_batch`). Where the extension is not installed,
+/// nothing.
+pub fn write_row(entry: Entry<'_>) {
+    let Some(target) = target() else { return };
+    let open = open_for_transaction(&target);
+    // SAFETY: as in `form`; the tuple is formed in the batch's context, which outlives it
+    // until it is written or its transaction ends.
+    let full = unsafe {
+        let old = pg_sys::MemoryContextSwitchTo(batch::context());
+        let (_, tuple) = form(&entry, &target, open);
+        pg_sys::MemoryContextSwitchTo(old);
+        batch::hold(tuple)
+    };
+    if full {
+        // SAFETY: audit_log and its indexes are open.
+        unsafe { write_held(open, false) };
+    }
+}
+
+/// Writes the held row entries of the current subtransaction: after each statement (the
+/// executor and utility hooks) and before audit_log is closed.
+pub fn flush() {
+    if batch::is_empty() {
+        return;
+    }
+    let Some(target) = target() else { return };
+    let open = open_for_transaction(&target);
+    // SAFETY: audit_log and its indexes are open.
+    unsafe { write_held(open, false) };
+}
+
+/// # Safety
+/// `open` must be audit_log and its indexes, open.
+unsafe fn write_held(open: Open, all: bool) {
+    if batch::is_empty() {
+        return;
+    }
+    // SAFETY: guaranteed by the caller.
+    let n = unsafe { batch::write_held(open.rel, open.indexes, all) };
+    shmem::add(Counter::AuditRowsWritten, n as u64);
+}
+
+/// Forms one entry's tuple in the current memory context, drawing its id.
+///
+/// # Safety
+/// audit_log is open with RowExclusiveLock (`open`); every pointer datum of the entry comes
+/// from palloc in a live memory context or is one of `audit_values`' datums, valid until
+/// the next entry starts.
+unsafe fn form(entry: &Entry<'_>, target: &Target, open: Open) -> (i64, pg_sys::HeapTuple) {
     kept::start_entry();
-    // SAFETY: audit_log is open with RowExclusiveLock until the end of the transaction
-    // (`open_for_transaction`) and a tuple matching its descriptor is formed column by
-    // column; every pointer datum comes from palloc in the current memory context or is one
-    // of `audit_values`' datums, valid until the next entry starts.
+    // SAFETY: guaranteed by the caller; a tuple matching audit_log's descriptor is formed
+    // column by column.
     unsafe {
         let id = pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(target.sequence, false));
         let tupdesc = (*open.rel).rd_att;
@@ -290,10 +352,7 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
             }
         }
         let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        pg_sys::CatalogTupleInsertWithInfo(open.rel, tuple, open.indexes);
-        pg_sys::heap_freetuple(tuple);
-        shmem::count(Counter::AuditRowsWritten);
-        Some(id)
+        (id, tuple)
     }
 }
 
@@ -359,6 +418,7 @@ impl Drop for TopOwner {
 /// drop, which refuse to touch a table the session itself has open (`CheckTableNotInUse`:
 /// DROP EXTENSION, ALTER TABLE, TRUNCATE of audit_log). The next entry opens it again.
 pub fn release() {
+    flush();
     close();
 }
 
@@ -382,14 +442,28 @@ unsafe extern "C-unwind" fn xact_event(
 ) {
     use pg_sys::XactEvent::*;
     match event {
+        // what triggers fired outside the hooks left held (a replication apply worker's),
+        // every subtransaction having ended
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE | XACT_EVENT_PARALLEL_PRE_COMMIT => {
+            if !batch::is_empty() {
+                if let Some(target) = target() {
+                    let open = open_for_transaction(&target);
+                    // SAFETY: audit_log and its indexes are open.
+                    unsafe { write_held(open, true) };
+                }
+            }
+            close()
+        }
         // (also at commit: an entry written by a later pre-commit callback reopens it)
-        XACT_EVENT_PRE_COMMIT
-        | XACT_EVENT_PRE_PREPARE
-        | XACT_EVENT_PARALLEL_PRE_COMMIT
-        | XACT_EVENT_COMMIT
-        | XACT_EVENT_PREPARE => close(),
+        XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => {
+            batch::forget();
+            close()
+        }
         // the abort's resource-owner cleanup closes them
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => OPEN.set(None),
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            batch::forget();
+            OPEN.set(None)
+        }
         _ => {}
     }
 }

@@ -7,6 +7,7 @@
 //! rollback of its own transaction.
 //!
 //! - `audit_log`: the `prodguard.audit_log` writer (command and row entries);
+//! - `audit_batch`: row entries held to the end of their statement and written together;
 //! - `audit_values`: the columns of an entry that repeat from row to row, made once;
 //! - `row_json`: rows as jsonb, written directly in jsonb's binary format;
 //! - `backup`: copies of a protected table before an overridden TRUNCATE or DROP;
@@ -17,6 +18,7 @@
 //! - `watch`: shared memory: the row-drop watch and the denial-burst counter.
 
 pub mod alerts;
+pub mod audit_batch;
 pub mod audit_log;
 pub mod audit_values;
 pub mod backup;

@@ -1,0 +1,125 @@
+-- The row audit writes a statement's entries together when the statement ends (issue 18):
+-- the guarantees stay those of an entry written per row. Every committed change has its
+-- entry, visible to the next statement of the same transaction; every change rolled back
+-- (a transaction, a savepoint, an EXCEPTION block, a trigger's subtransaction) has none.
+CREATE DATABASE audit_statements;
+\c audit_statements
+CREATE EXTENSION pg_prodguard;
+CREATE TABLE orders (id bigint PRIMARY KEY, customer text, total numeric);
+CREATE TABLE notes (id bigserial PRIMARY KEY, order_id bigint, note text);
+SELECT prodguard.protect('orders', test_data => false);
+SELECT prodguard.protect('notes', test_data => false);
+CREATE VIEW entries AS
+SELECT table_name, action, count(*) AS n,
+       -- ids follow the order the rows were changed in
+       bool_and(id > coalesce(prev, 0)) AS in_order
+  FROM (SELECT a.*, lag(id) OVER (PARTITION BY table_name, action ORDER BY (coalesce(new_row, old_row)->>'id')::bigint, id) AS prev
+          FROM prodguard.audit_log a WHERE a.table_name IN ('orders', 'notes')) x
+ GROUP BY table_name, action ORDER BY table_name, action;
+
+-- The next statement of the same transaction sees the entries of the one before.
+BEGIN;
+INSERT INTO orders SELECT g, 'customer ' || g, g * 1.5 FROM generate_series(1, 3) g;
+SELECT action, count(*) FROM prodguard.audit_log WHERE table_name = 'orders' GROUP BY action;
+UPDATE orders SET total = total + 1 WHERE id <= 2;
+SELECT action, count(*) FROM prodguard.audit_log WHERE table_name = 'orders' GROUP BY action ORDER BY action;
+COMMIT;
+
+-- A rolled-back transaction leaves nothing.
+BEGIN;
+INSERT INTO orders SELECT g, 'never', 0 FROM generate_series(100, 150) g;
+ROLLBACK;
+SELECT count(*) FROM prodguard.audit_log WHERE new_row->>'customer' = 'never';
+
+-- A savepoint rolled back takes its entries with it; the rest stay.
+BEGIN;
+INSERT INTO orders VALUES (10, 'kept before', 1);
+SAVEPOINT s;
+INSERT INTO orders VALUES (11, 'rolled back', 1), (12, 'rolled back', 1);
+DELETE FROM orders WHERE id = 10;
+ROLLBACK TO s;
+INSERT INTO orders VALUES (13, 'kept after', 1);
+RELEASE s;
+COMMIT;
+SELECT new_row->>'customer' AS customer, action FROM prodguard.audit_log
+ WHERE table_name = 'orders' AND (new_row->>'id')::int BETWEEN 10 AND 13 ORDER BY id;
+
+-- An EXCEPTION block that fails takes its entries with it; one that succeeds keeps them.
+CREATE FUNCTION add_orders(first bigint, fail boolean) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        INSERT INTO orders SELECT g, 'block', 1 FROM generate_series(first, first + 4) g;
+        IF fail THEN
+            RAISE EXCEPTION 'fail';
+        END IF;
+    EXCEPTION WHEN raise_exception THEN
+        RETURN 'rolled back';
+    END;
+    RETURN 'kept: ' || (SELECT count(*) FROM prodguard.audit_log
+                         WHERE table_name = 'orders' AND new_row->>'customer' = 'block');
+END $$;
+SELECT add_orders(20, true);
+SELECT add_orders(30, false);
+SELECT count(*) FROM prodguard.audit_log WHERE table_name = 'orders' AND new_row->>'customer' = 'block';
+
+-- A trigger that opens a subtransaction while the statement's entries are held: a row
+-- trigger firing before the audit's, adding a note in an EXCEPTION block that fails for
+-- odd orders. Every order is audited; only the notes that stayed are.
+CREATE FUNCTION note_order() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        INSERT INTO notes (order_id, note) VALUES (NEW.id, 'new order');
+        IF NEW.id % 2 = 1 THEN
+            RAISE EXCEPTION 'odd';
+        END IF;
+    EXCEPTION WHEN raise_exception THEN
+        NULL;
+    END;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER aa_note AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION note_order();
+INSERT INTO orders SELECT g, 'with note', 2 FROM generate_series(40, 49) g;
+SELECT count(*) AS orders_audited FROM prodguard.audit_log
+ WHERE table_name = 'orders' AND new_row->>'customer' = 'with note';
+SELECT string_agg(new_row->>'order_id', ',' ORDER BY id) AS notes_audited,
+       (SELECT string_agg(order_id::text, ',' ORDER BY id) FROM notes) AS notes_kept
+  FROM prodguard.audit_log WHERE table_name = 'notes';
+DROP TRIGGER aa_note ON orders;
+
+-- COPY FROM fires its triggers itself: its entries are written when it ends.
+COPY orders FROM stdin;
+60	copied	1
+61	copied	2
+\.
+SELECT count(*) FROM prodguard.audit_log WHERE new_row->>'customer' = 'copied';
+
+-- A statement of more rows than are held at once: every row, in order.
+INSERT INTO orders SELECT g, 'bulk', g FROM generate_series(1000, 3499) g;
+UPDATE orders SET total = total * 2 WHERE customer = 'bulk';
+DELETE FROM orders WHERE customer = 'bulk';
+SELECT * FROM entries;
+
+-- A deferred constraint trigger that writes at commit: its entries are committed with it.
+CREATE FUNCTION late_note() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO notes (order_id, note) VALUES (NEW.id, 'at commit');
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER late_note AFTER INSERT ON orders DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION late_note();
+BEGIN;
+INSERT INTO orders VALUES (70, 'deferred', 1);
+SELECT count(*) AS before_commit FROM prodguard.audit_log WHERE new_row->>'note' = 'at commit';
+COMMIT;
+SELECT count(*) AS after_commit FROM prodguard.audit_log WHERE new_row->>'note' = 'at commit';
+DROP TRIGGER late_note ON orders;
+
+-- One row's history, through the key's bloom filters; and restore_row of a batched entry.
+SELECT action, new_row->>'total' AS total FROM prodguard.row_history('orders', '{"id": 1}');
+SELECT prodguard.restore_row(max(id)) FROM prodguard.audit_log
+ WHERE table_name = 'orders' AND action = 'UPDATE' AND row_key = '{"id": 1}';
+SELECT total FROM orders WHERE id = 1;
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT * FROM prodguard.audit_log WHERE row_key = '{"id": 1}' AND id > 5;
+RESET enable_seqscan;
+\c app

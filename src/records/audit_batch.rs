@@ -1,0 +1,248 @@
+//! Row-audit entries held from the row trigger to the end of their statement, then written
+//! together (issue 18): one `heap_multi_insert` puts a statement's entries on their pages
+//! with one WAL record per page instead of one per entry, then each index gets its entries.
+//!
+//! What it guarantees, as the entry-at-a-time writer did:
+//! - same transaction: an entry is written in the (sub)transaction that made the change,
+//!   never in another; held entries of a subtransaction that rolls back are dropped with
+//!   it, those of one that commits become its parent's;
+//! - visible to the next statement: the executor hook writes them when the statement's
+//!   AFTER triggers have run (`ExecutorFinish`), the utility hook after a utility statement
+//!   (COPY FROM fires its triggers itself), and the pre-commit callback whatever is left (a
+//!   logical replication apply worker fires triggers outside both hooks);
+//! - bounded: at `MAX_HELD` entries or `MAX_BYTES` the trigger writes them at once.
+//!
+//! Entries are held only where they were made: an entry is written when its own
+//! subtransaction is the current one (a trigger that opens a subtransaction in the middle of
+//! a statement, a PL/pgSQL EXCEPTION block, leaves the statement's held entries alone).
+
+use std::cell::{Cell, RefCell};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::core::error;
+
+/// Entries held before the trigger writes them itself.
+const MAX_HELD: usize = 1000;
+/// Bytes of held tuples before the trigger writes them itself.
+const MAX_BYTES: usize = 8 << 20;
+
+/// One entry formed and not yet written, with the subtransaction that made it.
+struct Held {
+    subxact: pg_sys::SubTransactionId,
+    tuple: pg_sys::HeapTuple,
+}
+
+thread_local! {
+    static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
+    static BYTES: Cell<usize> = const { Cell::new(0) };
+    /// The memory context of the held tuples (a child of TopTransactionContext), null
+    /// when none was made in this transaction.
+    static CONTEXT: Cell<pg_sys::MemoryContext> = const { Cell::new(std::ptr::null_mut()) };
+    static REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether entries are held (a thread-local read: the hooks ask at every statement).
+pub fn is_empty() -> bool {
+    HELD.with(|h| h.borrow().is_empty())
+}
+
+/// The context held tuples are formed in, made at the transaction's first held entry.
+pub fn context() -> pg_sys::MemoryContext {
+    if !REGISTERED.get() {
+        // SAFETY: registers a #[pg_guard] callback for the life of the backend.
+        unsafe { pg_sys::RegisterSubXactCallback(Some(subxact_event), std::ptr::null_mut()) };
+        REGISTERED.set(true);
+    }
+    let mut context = CONTEXT.get();
+    if context.is_null() {
+        // SAFETY: inside a transaction (a trigger is running); the context is deleted with
+        // TopTransactionContext at the transaction's end (`forget`).
+        context = unsafe {
+            pg_sys::AllocSetContextCreateInternal(
+                pg_sys::TopTransactionContext,
+                c"pg_prodguard audit entries".as_ptr(),
+                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+            )
+        };
+        CONTEXT.set(context);
+    }
+    context
+}
+
+/// Holds a formed entry (a tuple palloc'd in `context()`); true when the batch is full and
+/// should be written now.
+///
+/// # Safety
+/// `tuple` must be a tuple of audit_log allocated in `context()`.
+pub unsafe fn hold(tuple: pg_sys::HeapTuple) -> bool {
+    // SAFETY: guaranteed by the caller; a plain read of the current subtransaction.
+    let (subxact, len) = unsafe { (pg_sys::GetCurrentSubTransactionId(), (*tuple).t_len) };
+    BYTES.set(BYTES.get() + len as usize);
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        h.push(Held { subxact, tuple });
+        h.len() >= MAX_HELD || BYTES.get() >= MAX_BYTES
+    })
+}
+
+/// Writes the held entries of the current subtransaction (`all`: every held entry, at
+/// pre-commit, where every subtransaction has ended) into audit_log: the heap in one
+/// multi-insert, then each entry into each index. Returns how many were written.
+///
+/// # Safety
+/// `rel` must be audit_log, open with RowExclusiveLock, and `indexes` its open indexes
+/// (`CatalogOpenIndexes`).
+pub unsafe fn write_held(
+    rel: pg_sys::Relation,
+    indexes: pg_sys::CatalogIndexState,
+    all: bool,
+) -> usize {
+    // SAFETY: a plain read of the current subtransaction.
+    let current = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let (mut tuples, left) = HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        let (mine, rest): (Vec<Held>, Vec<Held>) =
+            h.drain(..).partition(|e| all || e.subxact == current);
+        let left = !rest.is_empty();
+        *h = rest;
+        (mine.into_iter().map(|e| e.tuple).collect::<Vec<_>>(), left)
+    });
+    if tuples.is_empty() {
+        return 0;
+    }
+    let n = tuples.len();
+    // SAFETY: guaranteed by the caller; the tuples were formed with audit_log's descriptor
+    // in `context()`, and the slots, the descriptor copy (not reference-counted, so no pin
+    // to release) and the index values live there too, until it is reset below.
+    unsafe {
+        let old = pg_sys::MemoryContextSwitchTo(context());
+        let desc = pg_sys::CreateTupleDescCopy((*rel).rd_att);
+        let mut slots: Vec<*mut pg_sys::TupleTableSlot> = tuples
+            .iter_mut()
+            .map(|t| {
+                let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsHeapTuple);
+                pg_sys::ExecStoreHeapTuple(*t, slot, false);
+                slot
+            })
+            .collect();
+        pg_sys::heap_multi_insert(
+            rel,
+            slots.as_mut_ptr(),
+            n as i32,
+            pg_sys::GetCurrentCommandId(true),
+            0,
+            std::ptr::null_mut(),
+        );
+        insert_index_entries(rel, indexes, &slots);
+        pg_sys::MemoryContextSwitchTo(old);
+        if !left {
+            pg_sys::MemoryContextReset(context());
+            BYTES.set(0);
+        }
+    }
+    n
+}
+
+/// Each written entry into each index of audit_log, by the heap position the multi-insert
+/// gave it (`tts_tid`).
+///
+/// # Safety
+/// As `write_held`; `slots` hold tuples just inserted into `rel`.
+unsafe fn insert_index_entries(
+    rel: pg_sys::Relation,
+    indexes: pg_sys::CatalogIndexState,
+    slots: &[*mut pg_sys::TupleTableSlot],
+) {
+    // SAFETY: guaranteed by the caller; CatalogIndexState is the ResultRelInfo whose index
+    // arrays CatalogOpenIndexes filled.
+    unsafe {
+        let info = indexes as *mut pg_sys::ResultRelInfo;
+        let mut values = [pg_sys::Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
+        let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
+        for i in 0..(*info).ri_NumIndices as usize {
+            let index = *(*info).ri_IndexRelationDescs.add(i);
+            let index_info = *(*info).ri_IndexRelationInfo.add(i);
+            if !(*index_info).ii_ReadyForInserts {
+                continue;
+            }
+            if !(*index_info).ii_Expressions.is_null() || !(*index_info).ii_Predicate.is_null() {
+                error::raise(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "prodguard.audit_log has an index on an expression or with a predicate".into(),
+                    "pg_prodguard writes audit entries into the log's indexes itself and keeps only indexes on plain columns.",
+                    "Drop that index from prodguard.audit_log.",
+                );
+            }
+            let unique = if (*index_info).ii_Unique {
+                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+            } else {
+                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+            };
+            for &slot in slots {
+                pg_sys::FormIndexDatum(
+                    index_info,
+                    slot,
+                    std::ptr::null_mut(),
+                    values.as_mut_ptr(),
+                    nulls.as_mut_ptr(),
+                );
+                pg_sys::index_insert(
+                    index,
+                    values.as_mut_ptr(),
+                    nulls.as_mut_ptr(),
+                    &mut (*slot).tts_tid,
+                    rel,
+                    unique,
+                    false,
+                    index_info,
+                );
+            }
+        }
+    }
+}
+
+/// Drops every held entry: the transaction ended (its context is gone with it).
+pub fn forget() {
+    HELD.with(|h| h.borrow_mut().clear());
+    BYTES.set(0);
+    CONTEXT.set(std::ptr::null_mut());
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn subxact_event(
+    event: pg_sys::SubXactEvent::Type,
+    my: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::SubXactEvent::*;
+    HELD.with(|h| {
+        let Ok(mut h) = h.try_borrow_mut() else {
+            return;
+        };
+        match event {
+            // its changes are its parent's now, and so are their entries
+            SUBXACT_EVENT_COMMIT_SUB => {
+                for e in h.iter_mut().filter(|e| e.subxact == my) {
+                    e.subxact = parent;
+                }
+            }
+            // its changes are undone: so are their entries (their memory at the next
+            // reset, now if nothing else is held)
+            SUBXACT_EVENT_ABORT_SUB => {
+                h.retain(|e| e.subxact != my);
+                let context = CONTEXT.get();
+                if h.is_empty() && !context.is_null() {
+                    // SAFETY: nothing held points into the context any more.
+                    unsafe { pg_sys::MemoryContextReset(context) };
+                    BYTES.set(0);
+                }
+            }
+            _ => {}
+        }
+    });
+}
