@@ -1,6 +1,7 @@
 //! Row-audit entries held from the row trigger to the end of their statement, then written
 //! together (issue 18): one `heap_multi_insert` puts a statement's entries on their pages
-//! with one WAL record per page instead of one per entry, then each index gets its entries.
+//! with one WAL record per page instead of one per entry, then each index gets its entries
+//! (the BRIN index only those it would keep: its summaries are looked up once per page).
 //!
 //! What it guarantees, as the entry-at-a-time writer did:
 //! - same transaction: an entry is written in the (sub)transaction that made the change,
@@ -182,7 +183,16 @@ unsafe fn insert_index_entries(
             } else {
                 pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
             };
+            let brin = (*(*index).rd_rel).relam == pg_sys::BRIN_AM_OID;
+            let summarized = if brin {
+                summarized_blocks(index, slots)
+            } else {
+                Vec::new()
+            };
             for &slot in slots {
+                if brin && !brin_needs(&summarized, &(*slot).tts_tid) {
+                    continue;
+                }
                 pg_sys::FormIndexDatum(
                     index_info,
                     slot,
@@ -203,6 +213,90 @@ unsafe fn insert_index_entries(
             }
         }
     }
+}
+
+// BRIN's revmap lookups (brin_revmap.h, not in pgrx's bindings).
+unsafe extern "C-unwind" {
+    fn brinRevmapInitialize(
+        idxrel: pg_sys::Relation,
+        pages_per_range: *mut pg_sys::BlockNumber,
+        snapshot: pg_sys::Snapshot,
+    ) -> *mut std::ffi::c_void;
+    fn brinRevmapTerminate(revmap: *mut std::ffi::c_void);
+    fn brinGetTupleForHeapBlock(
+        revmap: *mut std::ffi::c_void,
+        heap_blk: pg_sys::BlockNumber,
+        buf: *mut pg_sys::Buffer,
+        off: *mut pg_sys::OffsetNumber,
+        size: *mut usize,
+        mode: std::ffi::c_int,
+        snapshot: pg_sys::Snapshot,
+    ) -> *mut std::ffi::c_void;
+}
+
+fn block_of(tid: &pg_sys::ItemPointerData) -> pg_sys::BlockNumber {
+    ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32
+}
+
+/// The heap blocks among the slots' whose BRIN range has a summary (or a placeholder of a
+/// summarization under way), looked up once per block instead of once per entry.
+///
+/// Why an entry on a block whose range has no summary needs no BRIN insertion: brininsert
+/// itself does nothing for it (but request the range's summarization, for the first tuple
+/// of a range's first page when autosummarize is on, which `brin_needs` keeps). Every entry
+/// of this batch is on its page before the lookup (`heap_multi_insert` ran first), so a
+/// summarization that starts after the lookup reads them from the heap, and one that
+/// started before has left a placeholder, which the lookup sees: then every entry of the
+/// block is inserted.
+///
+/// # Safety
+/// `index` must be an open BRIN index of the heap the slots' tuples were inserted into.
+unsafe fn summarized_blocks(
+    index: pg_sys::Relation,
+    slots: &[*mut pg_sys::TupleTableSlot],
+) -> Vec<pg_sys::BlockNumber> {
+    let mut summarized = Vec::new();
+    // SAFETY: guaranteed by the caller; the revmap pins its pages until terminated, and a
+    // summary tuple's buffer comes back locked, and is unlocked here, then released.
+    unsafe {
+        let mut pages_per_range: pg_sys::BlockNumber = 0;
+        let revmap = brinRevmapInitialize(index, &mut pages_per_range, std::ptr::null_mut());
+        let mut buf: pg_sys::Buffer = 0;
+        let mut last = None;
+        for &slot in slots {
+            let block = block_of(&(*slot).tts_tid);
+            if last == Some(block) {
+                continue;
+            }
+            last = Some(block);
+            let mut off: pg_sys::OffsetNumber = 0;
+            let tuple = brinGetTupleForHeapBlock(
+                revmap,
+                block,
+                &mut buf,
+                &mut off,
+                std::ptr::null_mut(),
+                pg_sys::BUFFER_LOCK_SHARE as i32,
+                std::ptr::null_mut(),
+            );
+            if !tuple.is_null() {
+                pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32);
+                summarized.push(block);
+            }
+        }
+        if buf != 0 {
+            pg_sys::ReleaseBuffer(buf);
+        }
+        brinRevmapTerminate(revmap);
+    }
+    summarized
+}
+
+/// Whether an entry at `tid` goes into the BRIN index: its range has a summary to widen,
+/// or it is the first tuple of its page (where brininsert may request a summarization).
+fn brin_needs(summarized: &[pg_sys::BlockNumber], tid: &pg_sys::ItemPointerData) -> bool {
+    tid.ip_posid == 1 // FirstOffsetNumber
+         || summarized.contains(&block_of(tid))
 }
 
 /// Drops every held entry: the transaction ended (its context is gone with it).
