@@ -119,6 +119,26 @@ SELECT action, new_row->>'total' AS total FROM prodguard.row_history('orders', '
 SELECT prodguard.restore_row(max(id)) FROM prodguard.audit_log
  WHERE table_name = 'orders' AND action = 'UPDATE' AND row_key = '{"id": 1}';
 SELECT total FROM orders WHERE id = 1;
+-- undo_transaction() checks the rows of the whole transaction for later changes in one
+-- pass: a row the transaction changed twice is its own; a later change by another
+-- transaction stops the undo, naming that change, unless force.
+CREATE TABLE stock (id int PRIMARY KEY, qty int);
+INSERT INTO stock SELECT g, 10 FROM generate_series(1, 5) g;
+SELECT prodguard.protect('stock', test_data => false);
+BEGIN;
+UPDATE stock SET qty = qty - 1 WHERE id <= 3;
+UPDATE stock SET qty = qty - 1 WHERE id = 2;
+SELECT pg_current_xact_id() AS stock_txid \gset
+COMMIT;
+UPDATE stock SET qty = 0 WHERE id = 3;
+SELECT prodguard.undo_transaction(:'stock_txid');
+SELECT min(id) = (SELECT max(id) FROM prodguard.audit_log WHERE table_name = 'stock') AS names_the_later_change
+  FROM prodguard.audit_log WHERE table_name = 'stock' AND row_key = '{"id": 3}' AND action = 'UPDATE'
+   AND txid <> :'stock_txid';
+SELECT id, qty FROM stock ORDER BY id;
+SELECT prodguard.undo_transaction(:'stock_txid', force => true);
+SELECT id, qty FROM stock ORDER BY id;
+
 SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) SELECT * FROM prodguard.audit_log WHERE row_key = '{"id": 1}' AND id > 5;
 RESET enable_seqscan;

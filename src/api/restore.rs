@@ -12,6 +12,7 @@
 //! Restores are for members of prodguard_operator; they run as the table's owner with a
 //! pinned search_path, and every restored row of an audited table is audited as RESTORE.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::datetime::{Interval, TimestampWithTimeZone};
@@ -117,15 +118,21 @@ fn changes(filter: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) -> Vec<Change
     .unwrap_or_default()
 }
 
-/// Undoes one row change (an INSERT, UPDATE, DELETE or RESTORE). Without `force` it first
-/// checks that the row did not change again later, outside `same_set` (a transaction id
-/// whose own changes are being undone together).
-fn undo(
-    change: &Change,
-    check_later: bool,
-    tolerate_missing: bool,
-    same_set: Option<&str>,
-) -> bool {
+/// Whether `undo` first checks that the row did not change again later.
+#[derive(Clone, Copy)]
+pub(crate) enum Later<'a> {
+    /// No check (force, or changes undone newest first as a set of their own).
+    Unchecked,
+    /// One lookup in the log (restore_row).
+    LookUp,
+    /// Looked up for a whole set beforehand (undo_transaction, `later_changes`): the first
+    /// later change of each change, by id.
+    Known(&'a HashMap<i64, i64>),
+}
+
+/// Undoes one row change (an INSERT, UPDATE, DELETE or RESTORE), first checking for a
+/// later change of the row as `later` says.
+fn undo(change: &Change, later: Later<'_>, tolerate_missing: bool) -> bool {
     let _formats = StableFormats::set();
     // SAFETY: syscache lookup.
     if unsafe { pg_sys::get_rel_name(change.table) }.is_null() {
@@ -155,19 +162,21 @@ fn undo(
             "Add a primary key (or ALTER TABLE ... REPLICA IDENTITY USING INDEX) for future changes; this one can be read from old_row and put back by hand.",
         )
     });
-    if check_later {
-        let later = later_change(change, key, same_set);
-        if let Some(later) = later {
-            raise(
-                PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
-                format!(
-                    "cannot restore audit entry {}: the row changed again later (audit entry {later})",
-                    change.id
-                ),
-                format!("Row {} of {} was changed after the change being undone.", compact(key), pg::describe_table(change.table)),
-                "Undo the later change first, or call the restore again with force => true to put the older values back anyway.",
-            );
-        }
+    let later = match later {
+        Later::Unchecked => None,
+        Later::LookUp => later_change(change, key),
+        Later::Known(known) => known.get(&change.id).copied(),
+    };
+    if let Some(later) = later {
+        raise(
+            PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+            format!(
+                "cannot restore audit entry {}: the row changed again later (audit entry {later})",
+                change.id
+            ),
+            format!("Row {} of {} was changed after the change being undone.", compact(key), pg::describe_table(change.table)),
+            "Undo the later change first, or call the restore again with force => true to put the older values back anyway.",
+        );
     }
     let table = pg::qualified_identifier(change.table);
     // identity columns GENERATED ALWAYS can only be set to DEFAULT by an UPDATE (their
@@ -276,29 +285,73 @@ fn undo(
     }
 }
 
-/// A later audit entry for the same row, outside the set being undone.
-fn later_change(change: &Change, key: &str, same_set: Option<&str>) -> Option<i64> {
+/// Excludes the restores this transaction has just made (undoing a set, or before).
+const NOT_OWN_RESTORES: &str =
+    "NOT (action = 'RESTORE' AND txid = pg_catalog.pg_current_xact_id_if_assigned())";
+
+/// A later audit entry for the same row.
+fn later_change(change: &Change, key: &str) -> Option<i64> {
     let log = extension::own_table(c"audit_log")?;
     extension::as_owner_of(log, || {
         crate::core::spi::one::<i64>(
             &format!(
                 "SELECT min(id) FROM prodguard.audit_log
                   WHERE {ROW_ENTRIES} AND table_oid = $1 AND row_key = $2::jsonb AND id > $3
-                    AND ($4::xid8 IS NULL OR txid <> $4::xid8)
-                    -- (the restores this transaction has just made, undoing the set)
-                    AND NOT (action = 'RESTORE'
-                             AND txid = pg_catalog.pg_current_xact_id_if_assigned())"
+                    AND {NOT_OWN_RESTORES}"
             ),
-            &[
-                change.table.into(),
-                key.into(),
-                change.id.into(),
-                same_set.into(),
-            ],
+            &[change.table.into(), key.into(), change.id.into()],
         )
     })
     .and_then(|r| r.ok())
     .flatten()
+}
+
+/// For the changes of one transaction, undone together: the first later change of each
+/// row outside that transaction, by change id. One pass over the log from the set's first
+/// entry on, joined with the set's keys (a lookup per row would read the row-key index
+/// once per change: issue 18).
+fn later_changes(found: &[Change], txid: &str) -> HashMap<i64, i64> {
+    let keyed: Vec<&Change> = found.iter().filter(|c| c.key.is_some()).collect();
+    let Some(first) = keyed.iter().map(|c| c.id).min() else {
+        return HashMap::new();
+    };
+    let Some(log) = extension::own_table(c"audit_log") else {
+        return HashMap::new();
+    };
+    let tables: Vec<pg_sys::Oid> = keyed.iter().map(|c| c.table).collect();
+    let keys: Vec<String> = keyed.iter().filter_map(|c| c.key.clone()).collect();
+    let ids: Vec<i64> = keyed.iter().map(|c| c.id).collect();
+    let sql = format!(
+        "SELECT s.change_id, min(a.id)
+           FROM unnest($1::oid[], $2::text[], $3::bigint[]) AS s(change_table, change_key, change_id)
+           JOIN (SELECT id, table_oid, row_key FROM prodguard.audit_log
+                  WHERE {ROW_ENTRIES} AND id > $4 AND txid <> $5::xid8 AND {NOT_OWN_RESTORES}) a
+             ON a.table_oid = s.change_table AND a.row_key = s.change_key::jsonb
+                AND a.id > s.change_id
+          GROUP BY s.change_id"
+    );
+    extension::as_owner_of(log, || {
+        Spi::connect(|client| {
+            client
+                .select(
+                    &sql,
+                    None,
+                    &[
+                        tables.into(),
+                        keys.into(),
+                        ids.into(),
+                        first.into(),
+                        txid.into(),
+                    ],
+                )
+                .map(|rows| {
+                    rows.filter_map(|r| Some((r.get::<i64>(1).ok()??, r.get::<i64>(2).ok()??)))
+                        .collect()
+                })
+        })
+    })
+    .and_then(Result::ok)
+    .unwrap_or_default()
 }
 
 /// A row key as messages show it (compact JSON).
@@ -415,7 +468,15 @@ fn restore_row(audit_id: i64, force: default!(bool, false)) {
             "For an overridden TRUNCATE or DROP TABLE use prodguard.restore_backup().",
         )
     };
-    undo(change, !force, force, None);
+    undo(
+        change,
+        if force {
+            Later::Unchecked
+        } else {
+            Later::LookUp
+        },
+        force,
+    );
 }
 
 /// Undoes every audited row change of one transaction, newest first; returns how many.
@@ -439,9 +500,19 @@ fn undo_transaction(txid: &str, force: bool) -> i64 {
         found.len(),
         None,
     );
+    let known = if force {
+        HashMap::new()
+    } else {
+        later_changes(&found, txid)
+    };
+    let later = if force {
+        Later::Unchecked
+    } else {
+        Later::Known(&known)
+    };
     let mut n = 0;
     for change in &found {
-        if undo(change, !force, force, Some(txid)) {
+        if undo(change, later, force) {
             n += 1;
         }
     }
@@ -479,7 +550,7 @@ fn restore_table(tbl: TableArg, as_of: TimestampWithTimeZone, force: default!(bo
     for change in &found {
         // Every later change of the table is in the set being undone: nothing outside it
         // to conflict with. `force` skips rows that cannot be found.
-        if undo(change, false, force, None) {
+        if undo(change, Later::Unchecked, force) {
             n += 1;
         }
     }
