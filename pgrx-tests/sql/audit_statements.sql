@@ -139,6 +139,57 @@ SELECT id, qty FROM stock ORDER BY id;
 SELECT prodguard.undo_transaction(:'stock_txid', force => true);
 SELECT id, qty FROM stock ORDER BY id;
 
+-- Held entries take bounded memory, also when a trigger's subtransaction writes many of
+-- its own while the statement's are held: each entry is freed once written.
+CREATE TABLE big (id int PRIMARY KEY, v text);
+INSERT INTO big VALUES (1, 'x');
+SELECT prodguard.protect('big', test_data => false);
+CREATE TABLE batches (id int PRIMARY KEY, n int);
+INSERT INTO batches VALUES (1, 0);
+SELECT prodguard.protect('batches', test_data => false);
+CREATE TABLE peak (mb numeric);
+CREATE FUNCTION rewrite_big() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        FOR i IN 1..NEW.n LOOP
+            UPDATE big SET v = repeat(md5(i::text), 16384) WHERE id = 1;   -- 512 kB
+            INSERT INTO peak SELECT sum(total_bytes) / 1048576.0 FROM pg_backend_memory_contexts
+             WHERE name = 'pg_prodguard audit entries';
+        END LOOP;
+    EXCEPTION WHEN division_by_zero THEN NULL;
+    END;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER zzz_rewrite AFTER UPDATE ON batches FOR EACH ROW EXECUTE FUNCTION rewrite_big();
+UPDATE batches SET n = 60 WHERE id = 1;
+SELECT count(*) AS samples, max(mb) < 8 AS bounded FROM peak;
+SELECT count(*) AS big_updates FROM prodguard.audit_log WHERE table_name = 'big' AND action = 'UPDATE';
+DROP TRIGGER zzz_rewrite ON batches;
+
+-- A DBA's own indexes on the log, on an expression and with a predicate, get the entries
+-- they should, from one-row and many-row statements and from command entries alike.
+CREATE INDEX audit_log_lower_action ON prodguard.audit_log ((lower(action)));
+CREATE INDEX audit_log_deletes ON prodguard.audit_log (table_name) WHERE action = 'DELETE';
+INSERT INTO stock VALUES (6, 1);
+INSERT INTO stock SELECT g, 1 FROM generate_series(7, 20) g;
+DELETE FROM stock WHERE id = 6;
+DELETE FROM stock WHERE id > 10;
+BEGIN;
+SET LOCAL prodguard.override = 'test: an overridden TRUNCATE writes a command entry';
+TRUNCATE peak;
+COMMIT;
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM prodguard.audit_log WHERE lower(action) = 'truncate';
+EXPLAIN (COSTS OFF) SELECT count(*) FROM prodguard.audit_log WHERE action = 'DELETE';
+SELECT lower(action), count(*) FROM prodguard.audit_log WHERE lower(action) IN ('insert', 'delete', 'truncate')
+ GROUP BY 1 ORDER BY 1;
+SELECT table_name, count(*) FROM prodguard.audit_log WHERE action = 'DELETE' GROUP BY 1 ORDER BY 1;
+RESET enable_seqscan;
+SELECT lower(action), count(*) FROM prodguard.audit_log WHERE lower(action) IN ('insert', 'delete', 'truncate')
+ GROUP BY 1 ORDER BY 1;
+SELECT table_name, count(*) FROM prodguard.audit_log WHERE action = 'DELETE' GROUP BY 1 ORDER BY 1;
+DROP INDEX prodguard.audit_log_lower_action, prodguard.audit_log_deletes;
+
 SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) SELECT * FROM prodguard.audit_log WHERE row_key = '{"id": 1}' AND id > 5;
 RESET enable_seqscan;

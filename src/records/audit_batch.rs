@@ -22,8 +22,6 @@ use std::cell::{Cell, RefCell};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::core::error;
-
 /// Entries held before the trigger writes them itself.
 const MAX_HELD: usize = 1000;
 /// Bytes of held tuples before the trigger writes them itself.
@@ -40,6 +38,9 @@ thread_local! {
     static BYTES: Cell<usize> = const { Cell::new(0) };
     /// The memory context of the held tuples, null until the first.
     static CONTEXT: Cell<pg_sys::MemoryContext> = const { Cell::new(std::ptr::null_mut()) };
+    /// The context a write works in (slots, index values, what the multi-insert makes),
+    /// reset after each.
+    static SCRATCH: Cell<pg_sys::MemoryContext> = const { Cell::new(std::ptr::null_mut()) };
 }
 
 /// Whether entries are held (a thread-local read: the hooks ask at every statement).
@@ -47,37 +48,48 @@ pub fn is_empty() -> bool {
     HELD.with(|h| h.borrow().is_empty())
 }
 
-/// The context held tuples are formed in (a child of TopMemoryContext, made once per
-/// backend and reset whenever nothing is held, and at each transaction's end).
-pub fn context() -> pg_sys::MemoryContext {
+/// The contexts of held tuples and of writes (children of TopMemoryContext, made once per
+/// backend; held tuples are freed one by one as they are written or dropped).
+fn contexts() -> (pg_sys::MemoryContext, pg_sys::MemoryContext) {
     let mut context = CONTEXT.get();
     if context.is_null() {
-        // SAFETY: registers a #[pg_guard] callback for the life of the backend, and a
-        // context that lives as long.
-        context = unsafe {
+        // SAFETY: registers a #[pg_guard] callback for the life of the backend, and two
+        // contexts that live as long.
+        unsafe {
             pg_sys::RegisterSubXactCallback(Some(subxact_event), std::ptr::null_mut());
-            pg_sys::AllocSetContextCreateInternal(
-                pg_sys::TopMemoryContext,
-                c"pg_prodguard audit entries".as_ptr(),
-                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-            )
-        };
+            let make = |name: &std::ffi::CStr| {
+                pg_sys::AllocSetContextCreateInternal(
+                    pg_sys::TopMemoryContext,
+                    name.as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                )
+            };
+            context = make(c"pg_prodguard audit entries");
+            SCRATCH.set(make(c"pg_prodguard audit writes"));
+        }
         CONTEXT.set(context);
     }
-    context
+    (context, SCRATCH.get())
 }
 
-/// Holds a formed entry (a tuple palloc'd in `context()`); true when the batch is full and
-/// should be written now.
+/// Holds a copy of a formed entry; true when the batch is full and should be written now.
 ///
 /// # Safety
-/// `tuple` must be a tuple of audit_log allocated in `context()`.
+/// `tuple` must be a tuple of audit_log.
 pub unsafe fn hold(tuple: pg_sys::HeapTuple) -> bool {
-    // SAFETY: guaranteed by the caller; a plain read of the current subtransaction.
-    let (subxact, len) = unsafe { (pg_sys::GetCurrentSubTransactionId(), (*tuple).t_len) };
-    BYTES.set(BYTES.get() + len as usize);
+    let (context, _) = contexts();
+    // SAFETY: guaranteed by the caller; the copy is one chunk in the held context, freed
+    // when it is written or dropped.
+    let (subxact, tuple) = unsafe {
+        let old = pg_sys::MemoryContextSwitchTo(context);
+        let copy = pg_sys::heap_copytuple(tuple);
+        pg_sys::MemoryContextSwitchTo(old);
+        (pg_sys::GetCurrentSubTransactionId(), copy)
+    };
+    // SAFETY: the copy is a valid tuple.
+    BYTES.set(BYTES.get() + unsafe { (*tuple).t_len } as usize);
     HELD.with(|h| {
         let mut h = h.borrow_mut();
         h.push(Held { subxact, tuple });
@@ -86,8 +98,8 @@ pub unsafe fn hold(tuple: pg_sys::HeapTuple) -> bool {
 }
 
 /// Writes the held entries of the current subtransaction (`all`: every held entry, at
-/// pre-commit, where every subtransaction has ended) into audit_log: the heap in one
-/// multi-insert, then each entry into each index. Returns how many were written.
+/// pre-commit, where every subtransaction has ended) into audit_log. Returns how many
+/// were written.
 ///
 /// # Safety
 /// `rel` must be audit_log, open with RowExclusiveLock, and `indexes` its open indexes
@@ -99,76 +111,90 @@ pub unsafe fn write_held(
 ) -> usize {
     // SAFETY: a plain read of the current subtransaction.
     let current = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    let (mut tuples, left) = HELD.with(|h| {
+    let (mine, n) = HELD.with(|h| {
         let mut h = h.borrow_mut();
         let (mine, rest): (Vec<Held>, Vec<Held>) =
             h.drain(..).partition(|e| all || e.subxact == current);
-        let left = !rest.is_empty();
         *h = rest;
-        (mine.into_iter().map(|e| e.tuple).collect::<Vec<_>>(), left)
+        let n = mine.len();
+        (mine, n)
     });
-    if tuples.is_empty() {
+    if n == 0 {
         return 0;
     }
-    let n = tuples.len();
-    if n == 1 {
-        // one entry (a one-row statement): a plain insert costs less than a multi-insert's
-        // slot and descriptor (about 4,000 instructions per one-row transaction)
-        // SAFETY: guaranteed by the caller; the tuple was formed with audit_log's
-        // descriptor.
-        unsafe {
-            let old = pg_sys::MemoryContextSwitchTo(context());
-            pg_sys::CatalogTupleInsertWithInfo(rel, tuples[0], indexes);
-            pg_sys::MemoryContextSwitchTo(old);
-            if !left {
-                reset();
-            }
-        }
-        return 1;
-    }
-    // SAFETY: guaranteed by the caller; the tuples were formed with audit_log's descriptor
-    // in `context()`, and the slots, the descriptor copy (not reference-counted, so no pin
-    // to release) and the index values live there too, until it is reset below.
-    unsafe {
-        let old = pg_sys::MemoryContextSwitchTo(context());
-        let desc = pg_sys::CreateTupleDescCopy((*rel).rd_att);
-        let mut slots: Vec<*mut pg_sys::TupleTableSlot> = tuples
-            .iter_mut()
-            .map(|t| {
-                let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsHeapTuple);
-                pg_sys::ExecStoreHeapTuple(*t, slot, false);
-                slot
-            })
-            .collect();
-        pg_sys::heap_multi_insert(
-            rel,
-            slots.as_mut_ptr(),
-            n as i32,
-            pg_sys::GetCurrentCommandId(true),
-            0,
-            std::ptr::null_mut(),
-        );
-        insert_index_entries(rel, indexes, &slots);
-        pg_sys::MemoryContextSwitchTo(old);
-        if !left {
-            reset();
-        }
-    }
+    let tuples: Vec<pg_sys::HeapTuple> = mine.iter().map(|e| e.tuple).collect();
+    // SAFETY: guaranteed by the caller; the tuples were formed with audit_log's
+    // descriptor, and are freed once written (or, if the write fails, with the
+    // transaction: `forget`).
+    unsafe { insert(rel, indexes, &tuples) };
+    free(mine);
     n
 }
 
-/// Frees the held tuples' memory: nothing is held.
-fn reset() {
-    let context = CONTEXT.get();
-    if !context.is_null() {
-        // SAFETY: nothing held points into the context any more.
-        unsafe { pg_sys::MemoryContextReset(context) };
-    }
-    BYTES.set(0);
+/// Writes one entry now (command entries: `audit_log::write`).
+///
+/// # Safety
+/// As `write_held`; `tuple` a tuple of audit_log.
+pub unsafe fn write_one(
+    rel: pg_sys::Relation,
+    indexes: pg_sys::CatalogIndexState,
+    tuple: pg_sys::HeapTuple,
+) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { insert(rel, indexes, &[tuple]) }
 }
 
-/// Each written entry into each index of audit_log, by the heap position the multi-insert
-/// gave it (`tts_tid`).
+/// Inserts tuples into audit_log's heap (one multi-insert: one WAL record per page; a
+/// plain insert for one, which costs less than a multi-insert's set-up) and their index
+/// entries, working in the scratch context, reset afterwards.
+///
+/// # Safety
+/// As `write_held`; `tuples` tuples of audit_log.
+unsafe fn insert(
+    rel: pg_sys::Relation,
+    indexes: pg_sys::CatalogIndexState,
+    tuples: &[pg_sys::HeapTuple],
+) {
+    let (_, scratch) = contexts();
+    // SAFETY: guaranteed by the caller; the slots use audit_log's descriptor (pinned by
+    // each slot, released when it is dropped below) and only point at the tuples; the
+    // scratch context is reset once nothing in it is used.
+    unsafe {
+        let old = pg_sys::MemoryContextSwitchTo(scratch);
+        let mut slots: Vec<*mut pg_sys::TupleTableSlot> = tuples
+            .iter()
+            .map(|&t| {
+                let slot =
+                    pg_sys::MakeSingleTupleTableSlot((*rel).rd_att, &pg_sys::TTSOpsHeapTuple);
+                pg_sys::ExecStoreHeapTuple(t, slot, false);
+                slot
+            })
+            .collect();
+        if let [tuple] = tuples {
+            pg_sys::simple_heap_insert(rel, *tuple);
+            (*slots[0]).tts_tid = (**tuple).t_self;
+        } else {
+            pg_sys::heap_multi_insert(
+                rel,
+                slots.as_mut_ptr(),
+                slots.len() as i32,
+                pg_sys::GetCurrentCommandId(true),
+                0,
+                std::ptr::null_mut(),
+            );
+        }
+        insert_index_entries(rel, indexes, &slots);
+        for slot in slots {
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+        }
+        pg_sys::MemoryContextSwitchTo(old);
+        pg_sys::MemoryContextReset(scratch);
+    }
+}
+
+/// Each written entry into each index of audit_log, by the heap position the insert gave
+/// it (`tts_tid`). Indexes on expressions or with a predicate (a DBA's own) are evaluated
+/// in an executor state made for the purpose.
 ///
 /// # Safety
 /// As `write_held`; `slots` hold tuples just inserted into `rel`.
@@ -178,25 +204,32 @@ unsafe fn insert_index_entries(
     slots: &[*mut pg_sys::TupleTableSlot],
 ) {
     // SAFETY: guaranteed by the caller; CatalogIndexState is the ResultRelInfo whose index
-    // arrays CatalogOpenIndexes filled.
+    // arrays CatalogOpenIndexes filled. The executor state, and the expression states
+    // FormIndexDatum keeps in the IndexInfo, live in the current (scratch) context until
+    // the state is freed, and the IndexInfo forgets them then.
     unsafe {
         let info = indexes as *mut pg_sys::ResultRelInfo;
         let mut values = [pg_sys::Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
         let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
+        let mut estate: *mut pg_sys::EState = std::ptr::null_mut();
+        let mut econtext: *mut pg_sys::ExprContext = std::ptr::null_mut();
         for i in 0..(*info).ri_NumIndices as usize {
             let index = *(*info).ri_IndexRelationDescs.add(i);
             let index_info = *(*info).ri_IndexRelationInfo.add(i);
             if !(*index_info).ii_ReadyForInserts {
                 continue;
             }
-            if !(*index_info).ii_Expressions.is_null() || !(*index_info).ii_Predicate.is_null() {
-                error::raise(
-                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    "prodguard.audit_log has an index on an expression or with a predicate".into(),
-                    "pg_prodguard writes audit entries into the log's indexes itself and keeps only indexes on plain columns.",
-                    "Drop that index from prodguard.audit_log.",
-                );
+            let evaluated =
+                !(*index_info).ii_Expressions.is_null() || !(*index_info).ii_Predicate.is_null();
+            if evaluated && estate.is_null() {
+                estate = pg_sys::CreateExecutorState();
+                econtext = pg_sys::MakePerTupleExprContext(estate);
             }
+            let predicate = if (*index_info).ii_Predicate.is_null() {
+                std::ptr::null_mut()
+            } else {
+                pg_sys::ExecPrepareQual((*index_info).ii_Predicate.cast(), estate)
+            };
             let unique = if (*index_info).ii_Unique {
                 pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
             } else {
@@ -212,10 +245,17 @@ unsafe fn insert_index_entries(
                 if brin && !brin_needs(&summarized, &(*slot).tts_tid) {
                     continue;
                 }
+                if evaluated {
+                    pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+                    (*econtext).ecxt_scantuple = slot;
+                }
+                if !predicate.is_null() && !holds(predicate, econtext) {
+                    continue;
+                }
                 pg_sys::FormIndexDatum(
                     index_info,
                     slot,
-                    std::ptr::null_mut(),
+                    estate,
                     values.as_mut_ptr(),
                     nulls.as_mut_ptr(),
                 );
@@ -230,7 +270,33 @@ unsafe fn insert_index_entries(
                     index_info,
                 );
             }
+            if evaluated {
+                // (made in the executor state's memory, freed with it below)
+                (*index_info).ii_ExpressionsState = std::ptr::null_mut();
+            }
         }
+        if !estate.is_null() {
+            pg_sys::FreeExecutorState(estate);
+        }
+    }
+}
+
+/// Whether an index predicate holds for the row in `econtext`'s scan slot (as ExecQual: a
+/// qual prepared by ExecPrepareQual yields false, never NULL, for a row it rejects).
+///
+/// # Safety
+/// `predicate` prepared with ExecPrepareQual; `econtext` its expression context.
+unsafe fn holds(predicate: *mut pg_sys::ExprState, econtext: *mut pg_sys::ExprContext) -> bool {
+    // SAFETY: guaranteed by the caller; evaluated in the per-tuple memory.
+    unsafe {
+        let Some(eval) = (*predicate).evalfunc else {
+            return false;
+        };
+        let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+        let mut isnull = false;
+        let value = eval(predicate, econtext, &mut isnull);
+        pg_sys::MemoryContextSwitchTo(old);
+        !isnull && value.value() != 0
     }
 }
 
@@ -320,14 +386,26 @@ fn brin_needs(summarized: &[pg_sys::BlockNumber], tid: &pg_sys::ItemPointerData)
 
 /// Drops every held entry: the transaction ended.
 pub fn forget() {
-    let held = HELD.with(|h| {
-        let mut h = h.borrow_mut();
-        let held = !h.is_empty();
-        h.clear();
-        held
-    });
-    if held || BYTES.get() > 0 {
-        reset();
+    let context = CONTEXT.get();
+    HELD.with(|h| h.borrow_mut().clear());
+    BYTES.set(0);
+    if !context.is_null() {
+        // SAFETY: nothing held points into the contexts any more.
+        unsafe {
+            pg_sys::MemoryContextReset(context);
+            pg_sys::MemoryContextReset(SCRATCH.get());
+        }
+    }
+}
+
+/// Frees entries written or dropped.
+fn free(gone: Vec<Held>) {
+    for e in gone {
+        // SAFETY: each held tuple is one chunk of the held context, referenced only here.
+        unsafe {
+            BYTES.set(BYTES.get().saturating_sub((*e.tuple).t_len as usize));
+            pg_sys::pfree(e.tuple.cast());
+        }
     }
 }
 
@@ -339,9 +417,9 @@ unsafe extern "C-unwind" fn subxact_event(
     _arg: *mut std::ffi::c_void,
 ) {
     use pg_sys::SubXactEvent::*;
-    HELD.with(|h| {
+    let dropped = HELD.with(|h| {
         let Ok(mut h) = h.try_borrow_mut() else {
-            return;
+            return Vec::new();
         };
         match event {
             // its changes are its parent's now, and so are their entries
@@ -349,16 +427,17 @@ unsafe extern "C-unwind" fn subxact_event(
                 for e in h.iter_mut().filter(|e| e.subxact == my) {
                     e.subxact = parent;
                 }
+                Vec::new()
             }
-            // its changes are undone: so are their entries (their memory at the next
-            // reset, now if nothing else is held)
+            // its changes are undone: so are their entries
             SUBXACT_EVENT_ABORT_SUB => {
-                h.retain(|e| e.subxact != my);
-                if h.is_empty() {
-                    reset();
-                }
+                let (dropped, kept): (Vec<Held>, Vec<Held>) =
+                    h.drain(..).partition(|e| e.subxact == my);
+                *h = kept;
+                dropped
             }
-            _ => {}
+            _ => Vec::new(),
         }
     });
+    free(dropped);
 }

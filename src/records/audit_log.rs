@@ -240,7 +240,7 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
     // SAFETY: as in `form`; the tuple is inserted and freed at once.
     unsafe {
         let (id, tuple) = form(&entry, &target, open);
-        pg_sys::CatalogTupleInsertWithInfo(open.rel, tuple, open.indexes);
+        batch::write_one(open.rel, open.indexes, tuple);
         pg_sys::heap_freetuple(tuple);
         shmem::count(Counter::AuditRowsWritten);
         Some(id)
@@ -253,13 +253,12 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
 pub fn write_row(entry: Entry<'_>) {
     let Some(target) = target() else { return };
     let open = open_for_transaction(&target);
-    // SAFETY: as in `form`; the tuple is formed in the batch's context, which outlives it
-    // until it is written or its transaction ends.
+    // SAFETY: as in `form`; the batch holds a copy of the tuple.
     let full = unsafe {
-        let old = pg_sys::MemoryContextSwitchTo(batch::context());
         let (_, tuple) = form(&entry, &target, open);
-        pg_sys::MemoryContextSwitchTo(old);
-        batch::hold(tuple)
+        let full = batch::hold(tuple);
+        pg_sys::heap_freetuple(tuple);
+        full
     };
     if full {
         // SAFETY: audit_log and its indexes are open.
