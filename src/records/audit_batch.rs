@@ -74,22 +74,20 @@ fn contexts() -> (pg_sys::MemoryContext, pg_sys::MemoryContext) {
     (context, SCRATCH.get())
 }
 
-/// Holds a copy of a formed entry; true when the batch is full and should be written now.
+/// The context held tuples are formed in (`audit_log::write_row`).
+pub fn context() -> pg_sys::MemoryContext {
+    contexts().0
+}
+
+/// Holds a formed entry; true when the batch is full and should be written now.
 ///
 /// # Safety
-/// `tuple` must be a tuple of audit_log.
+/// `tuple` must be a tuple of audit_log, one chunk allocated in `context()` (as
+/// heap_form_tuple makes it); it is freed when it is written or dropped.
 pub unsafe fn hold(tuple: pg_sys::HeapTuple) -> bool {
-    let (context, _) = contexts();
-    // SAFETY: guaranteed by the caller; the copy is one chunk in the held context, freed
-    // when it is written or dropped.
-    let (subxact, tuple) = unsafe {
-        let old = pg_sys::MemoryContextSwitchTo(context);
-        let copy = pg_sys::heap_copytuple(tuple);
-        pg_sys::MemoryContextSwitchTo(old);
-        (pg_sys::GetCurrentSubTransactionId(), copy)
-    };
-    // SAFETY: the copy is a valid tuple.
-    BYTES.set(BYTES.get() + unsafe { (*tuple).t_len } as usize);
+    // SAFETY: guaranteed by the caller; a plain read of the current subtransaction.
+    let (subxact, len) = unsafe { (pg_sys::GetCurrentSubTransactionId(), (*tuple).t_len) };
+    BYTES.set(BYTES.get() + len as usize);
     HELD.with(|h| {
         let mut h = h.borrow_mut();
         h.push(Held { subxact, tuple });
@@ -156,16 +154,22 @@ unsafe fn insert(
     tuples: &[pg_sys::HeapTuple],
 ) {
     let (_, scratch) = contexts();
-    // SAFETY: guaranteed by the caller; the slots use audit_log's descriptor (pinned by
-    // each slot, released when it is dropped below) and only point at the tuples; the
-    // scratch context is reset once nothing in it is used.
+    // SAFETY: guaranteed by the caller; the slots use a copy of audit_log's descriptor (not
+    // reference-counted: no pin per slot to take and release; made once per write) or, for
+    // one tuple, the descriptor itself (pinned by the slot, released when it is dropped
+    // below); they only point at the tuples; the scratch context is reset once nothing in
+    // it is used.
     unsafe {
         let old = pg_sys::MemoryContextSwitchTo(scratch);
+        let desc = if tuples.len() == 1 {
+            (*rel).rd_att
+        } else {
+            pg_sys::CreateTupleDescCopy((*rel).rd_att)
+        };
         let mut slots: Vec<*mut pg_sys::TupleTableSlot> = tuples
             .iter()
             .map(|&t| {
-                let slot =
-                    pg_sys::MakeSingleTupleTableSlot((*rel).rd_att, &pg_sys::TTSOpsHeapTuple);
+                let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsHeapTuple);
                 pg_sys::ExecStoreHeapTuple(t, slot, false);
                 slot
             })
@@ -184,8 +188,8 @@ unsafe fn insert(
             );
         }
         insert_index_entries(rel, indexes, &slots);
-        for slot in slots {
-            pg_sys::ExecDropSingleTupleTableSlot(slot);
+        if tuples.len() == 1 {
+            pg_sys::ExecDropSingleTupleTableSlot(slots[0]);
         }
         pg_sys::MemoryContextSwitchTo(old);
         pg_sys::MemoryContextReset(scratch);

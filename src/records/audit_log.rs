@@ -239,7 +239,7 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
     unsafe { write_held(open, false) };
     // SAFETY: as in `form`; the tuple is inserted and freed at once.
     unsafe {
-        let (id, tuple) = form(&entry, &target, open);
+        let (id, tuple) = form(&entry, &target, open, None);
         batch::write_one(open.rel, open.indexes, tuple);
         pg_sys::heap_freetuple(tuple);
         shmem::count(Counter::AuditRowsWritten);
@@ -253,12 +253,11 @@ pub fn write(entry: Entry<'_>) -> Option<i64> {
 pub fn write_row(entry: Entry<'_>) {
     let Some(target) = target() else { return };
     let open = open_for_transaction(&target);
-    // SAFETY: as in `form`; the batch holds a copy of the tuple.
+    // SAFETY: as in `form`; the tuple is formed in the batch's context, which keeps it
+    // until it is written or dropped.
     let full = unsafe {
-        let (_, tuple) = form(&entry, &target, open);
-        let full = batch::hold(tuple);
-        pg_sys::heap_freetuple(tuple);
-        full
+        let (_, tuple) = form(&entry, &target, open, Some(batch::context()));
+        batch::hold(tuple)
     };
     if full {
         // SAFETY: audit_log and its indexes are open.
@@ -289,13 +288,19 @@ unsafe fn write_held(open: Open, all: bool) {
     shmem::add(Counter::AuditRowsWritten, n as u64);
 }
 
-/// Forms one entry's tuple in the current memory context, drawing its id.
+/// Forms one entry's tuple, in `into` or else the current memory context (where anything
+/// else it allocates goes), drawing its id.
 ///
 /// # Safety
 /// audit_log is open with RowExclusiveLock (`open`); every pointer datum of the entry comes
 /// from palloc in a live memory context or is one of `audit_values`' datums, valid until
 /// the next entry starts.
-unsafe fn form(entry: &Entry<'_>, target: &Target, open: Open) -> (i64, pg_sys::HeapTuple) {
+unsafe fn form(
+    entry: &Entry<'_>,
+    target: &Target,
+    open: Open,
+    into: Option<pg_sys::MemoryContext>,
+) -> (i64, pg_sys::HeapTuple) {
     kept::start_entry();
     // SAFETY: guaranteed by the caller; a tuple matching audit_log's descriptor is formed
     // column by column.
@@ -350,7 +355,11 @@ unsafe fn form(entry: &Entry<'_>, target: &Target, open: Open) -> (i64, pg_sys::
                 nulls[i] = false;
             }
         }
+        let old = into.map(|c| pg_sys::MemoryContextSwitchTo(c));
         let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        if let Some(old) = old {
+            pg_sys::MemoryContextSwitchTo(old);
+        }
         (id, tuple)
     }
 }
