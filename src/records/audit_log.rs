@@ -268,13 +268,18 @@ pub fn write_row(entry: Entry<'_>) {
 /// Writes the held row entries of the current subtransaction: after each statement (the
 /// executor and utility hooks) and before audit_log is closed.
 pub fn flush() {
+    flush_held(false);
+}
+
+/// Writes held row entries (`all`: every one, at pre-commit), opening audit_log if needed.
+fn flush_held(all: bool) {
     if batch::is_empty() {
         return;
     }
     let Some(target) = target() else { return };
     let open = open_for_transaction(&target);
     // SAFETY: audit_log and its indexes are open.
-    unsafe { write_held(open, false) };
+    unsafe { write_held(open, all) };
 }
 
 /// # Safety
@@ -453,13 +458,7 @@ unsafe extern "C-unwind" fn xact_event(
         // what triggers fired outside the hooks left held (a replication apply worker's),
         // every subtransaction having ended
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE | XACT_EVENT_PARALLEL_PRE_COMMIT => {
-            if !batch::is_empty() {
-                if let Some(target) = target() {
-                    let open = open_for_transaction(&target);
-                    // SAFETY: audit_log and its indexes are open.
-                    unsafe { write_held(open, true) };
-                }
-            }
+            flush_held(true);
             close()
         }
         // (also at commit: an entry written by a later pre-commit callback reopens it)
