@@ -27,6 +27,13 @@ const MAX_HELD: usize = 1000;
 /// Bytes of held tuples before the trigger writes them itself.
 const MAX_BYTES: usize = 8 << 20;
 
+/// Memory each context keeps across resets (its first block), enough for the entries of a
+/// 100-row statement and for writing them: a reset that gave its blocks back to the C
+/// library made the next statement fault its pages in again (2.6 % of the CPU time of a
+/// 100-row UPDATE workload, against 0.4 % for a PL/pgSQL statement trigger).
+const KEPT_ENTRIES: usize = 128 << 10;
+const KEPT_SCRATCH: usize = 64 << 10;
+
 /// One entry formed and not yet written, with the subtransaction that made it.
 struct Held {
     subxact: pg_sys::SubTransactionId,
@@ -57,17 +64,17 @@ fn contexts() -> (pg_sys::MemoryContext, pg_sys::MemoryContext) {
         // contexts that live as long.
         unsafe {
             pg_sys::RegisterSubXactCallback(Some(subxact_event), std::ptr::null_mut());
-            let make = |name: &std::ffi::CStr| {
+            let make = |name: &std::ffi::CStr, kept: usize| {
                 pg_sys::AllocSetContextCreateInternal(
                     pg_sys::TopMemoryContext,
                     name.as_ptr(),
-                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    kept,
+                    kept,
                     pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
                 )
             };
-            context = make(c"pg_prodguard audit entries");
-            SCRATCH.set(make(c"pg_prodguard audit writes"));
+            context = make(c"pg_prodguard audit entries", KEPT_ENTRIES);
+            SCRATCH.set(make(c"pg_prodguard audit writes", KEPT_SCRATCH));
         }
         CONTEXT.set(context);
     }
@@ -170,7 +177,11 @@ unsafe fn insert(
             .iter()
             .map(|&t| {
                 let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsHeapTuple);
-                pg_sys::ExecStoreHeapTuple(t, slot, false);
+                // A multi-insert materializes each slot, which copies a tuple the slot does
+                // not own: marked as owned, the held tuple is used as it is. The slot is
+                // never cleared (it goes with the scratch context), so it never frees it:
+                // `free` does, once written.
+                pg_sys::ExecStoreHeapTuple(t, slot, tuples.len() > 1);
                 slot
             })
             .collect();
