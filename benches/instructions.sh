@@ -16,7 +16,7 @@
 # benches/pgbench_audit.sh), one with a minimal PL/pgSQL row trigger and one with PL/pgSQL
 # statement triggers over the transition tables (benches/plpgsql_audit_minimal.sql).
 # Section audit_changes: the same five, as tables of 100,000 rows: 100-row UPDATEs and
-# 100-row DELETEs. Section watch: the row-drop watch on (default) and off
+# 100-row DELETEs; for UPDATEs also statement triggers that keep the old and the new row. Section watch: the row-drop watch on (default) and off
 # (prodguard.row_drop_alert_percent = 0) for a protected, audited table: one row deleted
 # and put back per transaction, and 100 rows deleted and put back per transaction.
 source "$(dirname "$0")/lib.sh"
@@ -129,6 +129,11 @@ for section in $sections; do
             awk -v b="$bare" -v a="$ours" -v p="$plpgsql" -v m="$minimal" -v s="$stmt" 'BEGIN {
                 printf "bare %d, pg_prodguard audit %d (+%d per row), supa_audit-shaped trigger %d (+%d), minimal row trigger %d (+%d), statement trigger %d (+%d)\n", b / 100, a / 100, (a - b) / 100, p / 100, (p - b) / 100, m / 100, (m - b) / 100, s / 100, (s - b) / 100
                 printf "speed ratios: audit/bare %.3f; audit = %.2f x supa_audit-shaped, %.2f x minimal, %.2f x statement trigger\n", b / a, p / a, m / a, s / a }'
+            if [ "$op" = update ]; then
+                both=$(per_line update_both pg_prodguard)
+                awk -v b="$bare" -v a="$ours" -v s="$both" 'BEGIN {
+                    printf "statement trigger keeping the old and the new row %d (+%d); audit = %.2f x it\n", s / 100, (s - b) / 100, s / a }'
+            fi
         done
         echo
         ;;

@@ -3,12 +3,15 @@
 # shellcheck shell=bash
 source "$(dirname "${BASH_SOURCE[0]}")/../bin/common.sh"
 
-# start_bench_cluster: a cluster tuned so that the CPU, not the disk, is the limit.
+# start_bench_cluster: a cluster tuned so that the CPU, not the disk, is the limit. With
+# the default max_wal_size (1GB) the write workloads, at 60 MB of WAL a second, made a
+# checkpoint every 8 seconds: every run of every config overlapped one, and paid the full
+# page images after it in turn. 8GB spaces them as a write-heavy production server would.
 start_bench_cluster() {
     install_prerequisites
     install_extension --release >/dev/null
     start_cluster bench "$(free_port 54400)" "max_connections = 20" \
-        "shared_buffers = 256MB" "synchronous_commit = off"
+        "shared_buffers = 256MB" "synchronous_commit = off" "max_wal_size = 8GB"
     trap 'stop_cluster bench' EXIT
 }
 
@@ -61,8 +64,9 @@ interleaved() {
 #   audit     prodguard.protect(audit => true, test_data => false);
 #   plpgsql   a supa_audit-style PL/pgSQL row trigger (plpgsql_audit.sql);
 #   minimal   a minimal PL/pgSQL row trigger, to_jsonb into a table with a primary key only;
-#   stmt      PL/pgSQL statement triggers over the transition tables
-#             (both plpgsql_audit_minimal.sql).
+#   stmt      PL/pgSQL statement triggers over the transition tables;
+#   both      the same, keeping an UPDATE's old and new rows (the three in
+#             plpgsql_audit_minimal.sql).
 make_audit_tables() {
     local here
     here="$(dirname "${BASH_SOURCE[0]}")"
@@ -73,11 +77,13 @@ CREATE TABLE a_audit (LIKE a_bare INCLUDING ALL);
 CREATE TABLE a_plpgsql (LIKE a_bare INCLUDING ALL);
 CREATE TABLE a_minimal (LIKE a_bare INCLUDING ALL);
 CREATE TABLE a_stmt (LIKE a_bare INCLUDING ALL);
+CREATE TABLE a_both (LIKE a_bare INCLUDING ALL);
 CREATE TABLE u_bare (LIKE a_bare INCLUDING ALL);
 CREATE TABLE u_audit (LIKE a_bare INCLUDING ALL);
 CREATE TABLE u_plpgsql (LIKE a_bare INCLUDING ALL);
 CREATE TABLE u_minimal (LIKE a_bare INCLUDING ALL);
 CREATE TABLE u_stmt (LIKE a_bare INCLUDING ALL);
+CREATE TABLE u_both (LIKE a_bare INCLUDING ALL);
 SELECT prodguard.protect('a_audit', audit => true, test_data => false);
 SQL
     psql -X -q -d postgres -v tbl=a_plpgsql >/dev/null <"$here/plpgsql_audit.sql"
@@ -87,7 +93,7 @@ SQL
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['u_bare', 'u_audit', 'u_plpgsql', 'u_minimal', 'u_stmt'] LOOP
+    FOREACH t IN ARRAY ARRAY['u_bare', 'u_audit', 'u_plpgsql', 'u_minimal', 'u_stmt', 'u_both'] LOOP
         EXECUTE format($f$INSERT INTO %I SELECT g, 'Ada Lovelace', 'ada' || g || '@mail-co.com', '+44 20 ' || g,
             g %% 200 || ' Analytical Engine Road', 'Organic still water 2L', 'SKU-' || g,
             'Delivered to the side door', 'Co-op Food Manchester', 'open'
@@ -97,7 +103,8 @@ END $$;
 SELECT prodguard.protect('u_audit', audit => true, test_data => false);
 SQL
     sed -e 's/a_minimal/u_minimal/g; s/a_stmt/u_stmt/g; s/minimal_log/u_minimal_log/g; s/stmt_log/u_stmt_log/g;
-            s/minimal_audit/u_minimal_audit/g; s/stmt_audit/u_stmt_audit/g' \
+            s/minimal_audit/u_minimal_audit/g; s/stmt_audit/u_stmt_audit/g;
+            s/a_both/u_both/g; s/both_log/u_both_log/g; s/both_audit/u_both_audit/g' \
         "$here/plpgsql_audit_minimal.sql" | psql -X -q -d postgres >/dev/null
     psql -X -q -d postgres -v tbl=u_plpgsql >/dev/null <"$here/plpgsql_audit.sql"
 }

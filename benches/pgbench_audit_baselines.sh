@@ -4,7 +4,8 @@
 # audit_changes). Five tables per workload, one production database, 2 clients, runs
 # interleaved (see make_audit_tables in lib.sh): bare, audit (pg_prodguard), plpgsql
 # (supa_audit-shaped), minimal (row trigger, to_jsonb into a table with a primary key
-# only), stmt (statement triggers over the transition tables). Workloads:
+# only), stmt (statement triggers over the transition tables), both (the same, keeping an
+# UPDATE's old row too: the only one besides plpgsql that can undo an UPDATE). Workloads:
 #   insert100  100-row INSERTs (audit.pgbench)       insert1  1-row INSERTs (audit_1row.pgbench)
 #   update100  100-row UPDATEs (audit_update.pgbench) delete100 100-row DELETEs, rolled back
 #                                                              (audit_delete.pgbench)
@@ -24,7 +25,7 @@ with_preload pg_prodguard
 psql -X -q -d postgres -c "CREATE EXTENSION pg_prodguard" >/dev/null
 make_audit_tables
 psql -X -q -d postgres -c "VACUUM ANALYZE" >/dev/null
-configs=(bare audit plpgsql minimal stmt)
+configs=(bare audit plpgsql minimal stmt both)
 for workload in $workloads; do
     case $workload in
         insert100) script=audit.pgbench table_prefix=a_ ;;
@@ -44,7 +45,7 @@ for workload in $workloads; do
     echo "$line"
     read -r -a ours <<<"${results[audit]}"
     line="audit / other (median of rounds):"
-    for c in bare plpgsql minimal stmt; do
+    for c in bare plpgsql minimal stmt both; do
         read -r -a other <<<"${results[$c]}"
         ratios=()
         for ((i = 0; i < ${#ours[@]}; i++)); do
