@@ -193,4 +193,22 @@ DROP INDEX prodguard.audit_log_lower_action, prodguard.audit_log_deletes;
 SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) SELECT * FROM prodguard.audit_log WHERE row_key = '{"id": 1}' AND id > 5;
 RESET enable_seqscan;
+-- restore_table() as set operations: after UPDATEs only, every row is found by the
+-- restoring UPDATE and no INSERT is needed; after UPDATEs, DELETEs and an INSERT in the
+-- same rows, the rows gone are inserted again. Both end exactly where they started.
+CREATE TABLE shelf (id int PRIMARY KEY, item text, qty int);
+INSERT INTO shelf SELECT g, 'item ' || g, g FROM generate_series(1, 50) g;
+SELECT prodguard.protect('shelf', test_data => false);
+SELECT md5(string_agg(s::text, ',' ORDER BY id)) AS shelf_before FROM shelf s \gset
+SELECT clock_timestamp() AS mark \gset
+UPDATE shelf SET qty = qty + 100 WHERE true;
+UPDATE shelf SET item = upper(item) WHERE id % 2 = 0;
+SELECT prodguard.restore_table('shelf', :'mark');
+SELECT md5(string_agg(s::text, ',' ORDER BY id)) = :'shelf_before' AS same, count(*) FROM shelf s;
+SELECT clock_timestamp() AS mark \gset
+UPDATE shelf SET qty = 0 WHERE id <= 10;
+DELETE FROM shelf WHERE id BETWEEN 5 AND 15;
+INSERT INTO shelf VALUES (51, 'new', 1);
+SELECT prodguard.restore_table('shelf', :'mark');
+SELECT md5(string_agg(s::text, ',' ORDER BY id)) = :'shelf_before' AS same, count(*) FROM shelf s;
 \c app

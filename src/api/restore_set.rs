@@ -203,11 +203,17 @@ fn apply(relid: pg_sys::Oid, plan: &Plan) {
     );
     let key_match = format!("({}) = ({})", qualified("t", &keys), qualified("r", &keys));
     let delete = format!("DELETE FROM {table} t USING {rows} r WHERE {key_match}");
+    // The UPDATE says how many of the batch's keys it found (keys are distinct within a
+    // plan): a batch whose every key was found needs no INSERT, whose NOT EXISTS would
+    // turn every row down (a restore after UPDATEs spent a tenth of its time there).
     let update = (!update_cols.is_empty()).then(|| {
         format!(
-            "UPDATE {table} t SET ({}) = ROW({}) FROM {rows} r WHERE {key_match}",
+            "WITH u AS (UPDATE {table} t SET ({}) = ROW({}) FROM {rows} r WHERE {key_match}
+                        RETURNING {})
+             SELECT count(*) FROM (SELECT DISTINCT * FROM u) d",
             update_cols.join(", "),
-            qualified("r", &update_cols)
+            qualified("r", &update_cols),
+            qualified("t", &keys)
         )
     });
     let insert = format!(
@@ -218,20 +224,39 @@ fn apply(relid: pg_sys::Oid, plan: &Plan) {
         qualified("r", &cols)
     );
     let _restoring = Restoring::start();
-    let run = |sql: &str, items: &[String]| {
-        for chunk in items.chunks(BATCH) {
-            let batch = format!("[{}]", chunk.join(","));
-            let done = extension::as_owner_restricted(relid, || {
-                Spi::connect_mut(|c| c.update(sql, None, &[batch.as_str().into()]).map(|_| ()))
-            });
-            if let Some(Err(e)) = done {
-                raise_internal(&format!("restore {}", pg::describe_table(relid)), e);
-            }
+    // Runs `sql` over `chunk`; with `counts`, what its one row says (the UPDATE's keys found).
+    let run = |sql: &str, chunk: &[String], counts: bool| -> Option<i64> {
+        let batch = format!("[{}]", chunk.join(","));
+        let done = extension::as_owner_restricted(relid, || {
+            Spi::connect_mut(|c| {
+                let result = c.update(sql, None, &[batch.as_str().into()])?;
+                Ok::<_, pgrx::spi::Error>(if counts {
+                    result.first().get_one::<i64>()?
+                } else {
+                    None
+                })
+            })
+        });
+        match done {
+            Some(Err(e)) => raise_internal(&format!("restore {}", pg::describe_table(relid)), e),
+            Some(Ok(found)) => found,
+            None => None,
         }
     };
-    run(&delete, &plan.deletes);
-    if let Some(update) = &update {
-        run(update, &plan.puts);
+    for chunk in plan.deletes.chunks(BATCH) {
+        run(&delete, chunk, false);
     }
-    run(&insert, &plan.puts);
+    // every UPDATE before any INSERT (a row put back may take a unique value that a row
+    // updated back gives up)
+    let mut found_all = vec![false; plan.puts.chunks(BATCH).len()];
+    if let Some(update) = &update {
+        for (chunk, all) in plan.puts.chunks(BATCH).zip(found_all.iter_mut()) {
+            *all = run(update, chunk, true) == Some(chunk.len() as i64);
+        }
+    }
+    for (chunk, all) in plan.puts.chunks(BATCH).zip(found_all) {
+        if !all {
+            run(&insert, chunk, false);
+        }
+    }
 }
