@@ -293,6 +293,9 @@ unsafe fn write_held(open: Open, all: bool) {
     shmem::add(Counter::AuditRowsWritten, n as u64);
 }
 
+/// Columns an entry is formed in without a heap allocation (audit_log has 21).
+const STACK_COLUMNS: usize = 32;
+
 /// Forms one entry's tuple, in `into` or else the current memory context (where anything
 /// else it allocates goes), drawing its id.
 ///
@@ -313,8 +316,15 @@ unsafe fn form(
         let id = pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(target.sequence, false));
         let tupdesc = (*open.rel).rd_att;
         let natts = (*tupdesc).natts as usize;
-        let mut values = vec![pg_sys::Datum::from(0); natts];
-        let mut nulls = vec![true; natts];
+        // on the stack for audit_log's own columns (a column a DBA added beyond them: heap)
+        let mut stack = ([pg_sys::Datum::from(0); STACK_COLUMNS], [true; STACK_COLUMNS]);
+        let mut heap;
+        let (values, nulls): (&mut [pg_sys::Datum], &mut [bool]) = if natts <= STACK_COLUMNS {
+            (&mut stack.0[..natts], &mut stack.1[..natts])
+        } else {
+            heap = (vec![pg_sys::Datum::from(0); natts], vec![true; natts]);
+            (&mut heap.0, &mut heap.1)
+        };
         let (schema, table) = match entry.table {
             Some(t) => kept::table_names(t),
             None => (None, None),
