@@ -211,4 +211,25 @@ DELETE FROM shelf WHERE id BETWEEN 5 AND 15;
 INSERT INTO shelf VALUES (51, 'new', 1);
 SELECT prodguard.restore_table('shelf', :'mark');
 SELECT md5(string_agg(s::text, ',' ORDER BY id)) = :'shelf_before' AS same, count(*) FROM shelf s;
+-- A BEFORE UPDATE trigger that moves a row to another key while it is restored: the
+-- row's key is not counted as found, and the INSERT puts the row back under its key. A table with rules is restored without RETURNING (a DO INSTEAD rule would
+-- refuse it).
+SELECT clock_timestamp() AS mark \gset
+UPDATE shelf SET qty = -1 WHERE id IN (3, 4);
+CREATE FUNCTION move_three() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id = 3 THEN NEW.id := 1003; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER move_three BEFORE UPDATE ON shelf FOR EACH ROW EXECUTE FUNCTION move_three();
+SELECT prodguard.restore_table('shelf', :'mark');
+SELECT id, item, qty FROM shelf WHERE id IN (3, 4, 1003) ORDER BY id;
+DROP TRIGGER move_three ON shelf;
+CREATE TABLE shelf_moves (id int, at timestamptz DEFAULT now());
+CREATE RULE shelf_moves AS ON UPDATE TO shelf DO ALSO INSERT INTO shelf_moves (id) VALUES (old.id);
+SELECT clock_timestamp() AS mark \gset
+UPDATE shelf SET qty = -2 WHERE id IN (5, 6);
+SELECT prodguard.restore_table('shelf', :'mark');
+SELECT id, item, qty FROM shelf WHERE id IN (5, 6) ORDER BY id;
+SELECT count(*) AS moves FROM shelf_moves;
 \c app

@@ -307,8 +307,11 @@ pub unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
     }
 }
 
-/// The owner of a relation, from the syscache; `None` when it is gone.
-pub fn relation_owner(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
+/// A field of a relation's pg_class row, from the syscache; `None` when it is gone.
+fn class_field<T>(
+    relid: pg_sys::Oid,
+    field: impl FnOnce(&pg_sys::FormData_pg_class) -> T,
+) -> Option<T> {
     // SAFETY: a syscache lookup; the tuple is read while pinned and released.
     unsafe {
         let tuple = pg_sys::SearchSysCache1(
@@ -318,10 +321,20 @@ pub fn relation_owner(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
         if tuple.is_null() {
             return None;
         }
-        let owner = (*(pg_sys::GETSTRUCT(tuple) as *mut pg_sys::FormData_pg_class)).relowner;
+        let value = field(&*(pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_class));
         pg_sys::ReleaseSysCache(tuple);
-        Some(owner)
+        Some(value)
     }
+}
+
+/// The owner of a relation; `None` when it is gone.
+pub fn relation_owner(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    class_field(relid, |c| c.relowner)
+}
+
+/// Whether a relation has rules (CREATE RULE): a statement on it may be rewritten.
+pub fn has_rules(relid: pg_sys::Oid) -> bool {
+    class_field(relid, |c| c.relhasrules).unwrap_or(false)
 }
 
 /// A timestamptz (microseconds since 2000) as PostgreSQL prints it under the session's
