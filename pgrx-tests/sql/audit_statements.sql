@@ -232,4 +232,47 @@ UPDATE shelf SET qty = -2 WHERE id IN (5, 6);
 SELECT prodguard.restore_table('shelf', :'mark');
 SELECT id, item, qty FROM shelf WHERE id IN (5, 6) ORDER BY id;
 SELECT count(*) AS moves FROM shelf_moves;
+-- A table whose own AFTER trigger deletes rows the restore has just put back: the INSERT
+-- still runs for it and brings them back (only a table with no triggers but
+-- pg_prodguard's skips it).
+CREATE TABLE sessions (id int PRIMARY KEY, expires timestamptz NOT NULL, note text);
+CREATE FUNCTION purge_expired() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN DELETE FROM public.sessions WHERE expires < now(); RETURN NULL; END $$;
+CREATE TRIGGER purge AFTER UPDATE ON sessions FOR EACH STATEMENT EXECUTE FUNCTION purge_expired();
+INSERT INTO sessions VALUES (1, now() - interval '1 day', 'expired'), (2, now() + interval '1 day', 'live');
+SELECT prodguard.protect('sessions', test_data => false);
+SELECT md5(string_agg(s::text, ',' ORDER BY id)) AS sessions_before FROM sessions s \gset
+SELECT clock_timestamp() AS mark \gset
+UPDATE sessions SET expires = expires + interval '30 days', note = 'x' WHERE true;
+SELECT prodguard.restore_table('sessions', :'mark');
+SELECT md5(string_agg(s::text, ',' ORDER BY id)) = :'sessions_before' AS same, count(*) FROM sessions s;
+-- A BEFORE trigger that keeps rows from being updated back: the restore fails and says
+-- so (as restore_row does), unless force => true, which restores the others.
+CREATE TABLE invoice (id int PRIMARY KEY, status text, amount int);
+CREATE FUNCTION keep_final() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.status = 'final' AND OLD.id = 1 THEN RETURN NULL; END IF;
+    RETURN NEW;
+END $$;
+INSERT INTO invoice VALUES (1, 'draft', 10), (2, 'draft', 20);
+SELECT prodguard.protect('invoice', test_data => false);
+SELECT clock_timestamp() AS mark \gset
+UPDATE invoice SET status = 'final', amount = 0 WHERE true;
+CREATE TRIGGER keep_final BEFORE UPDATE ON invoice FOR EACH ROW EXECUTE FUNCTION keep_final();
+SELECT prodguard.restore_table('invoice', :'mark');
+SELECT * FROM invoice ORDER BY id;
+SELECT prodguard.restore_table('invoice', :'mark', force => true);
+SELECT * FROM invoice ORDER BY id;
+-- Inheritance: a child table is another table (its own protection, its own audit); a
+-- restore of the parent leaves the child's rows alone, also those with the same keys.
+CREATE TABLE item (id int PRIMARY KEY, v text);
+CREATE TABLE item_archive (archived_at date) INHERITS (item);
+INSERT INTO item VALUES (1, 'one'), (2, 'two');
+INSERT INTO item_archive VALUES (1, 'archived one', '2020-01-01'), (3, 'archived three', '2020-01-01');
+SELECT prodguard.protect('item', test_data => false);
+SELECT clock_timestamp() AS mark \gset
+UPDATE ONLY item SET v = 'changed' WHERE true;
+INSERT INTO item VALUES (3, 'new three');
+SELECT prodguard.restore_table('item', :'mark');
+SELECT tableoid::regclass, * FROM item ORDER BY 1, id;
 \c app

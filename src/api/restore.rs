@@ -237,7 +237,7 @@ fn undo(change: &Change, later: Later<'_>, tolerate_missing: bool) -> bool {
     let col_list = cols.join(", ");
     let r_cols = qualified("r", &cols);
     let (sql, arg) = match (&change.old_row, &change.new_row) {
-        (None, Some(_)) => (format!("DELETE FROM {table} t WHERE {key_match}"), key.clone()),
+        (None, Some(_)) => (format!("DELETE FROM ONLY {table} t WHERE {key_match}"), key.clone()),
         (Some(old), None) => (
             format!(
                 "INSERT INTO {table} ({col_list}) OVERRIDING SYSTEM VALUE
@@ -247,7 +247,7 @@ fn undo(change: &Change, later: Later<'_>, tolerate_missing: bool) -> bool {
         ),
         (Some(old), Some(_)) => (
             format!(
-                "UPDATE {table} t SET ({}) = (SELECT {} FROM jsonb_populate_record(NULL::{table}, $2::jsonb) r)
+                "UPDATE ONLY {table} t SET ({}) = (SELECT {} FROM jsonb_populate_record(NULL::{table}, $2::jsonb) r)
                   WHERE {key_match}",
                 update_cols.join(", "),
                 qualified("r", &update_cols)
@@ -541,7 +541,7 @@ fn restore_table(tbl: TableArg, as_of: TimestampWithTimeZone, force: default!(bo
     );
     // as set operations where that is exact, else change by change
     if survey.keyed {
-        if let Some(n) = crate::api::restore_set::undo_since(filter, relid, as_of, &survey) {
+        if let Some(n) = crate::api::restore_set::undo_since(filter, relid, as_of, &survey, force) {
             return n;
         }
     }

@@ -22,7 +22,7 @@ use crate::api::json_members::members;
 use crate::api::restore::{
     columns_of, qualified, quoted_where, require_rights, Restoring, ROW_ENTRIES,
 };
-use crate::core::error::raise_internal;
+use crate::core::error::{raise, raise_internal};
 use crate::core::extension;
 use crate::core::pg;
 use crate::records::row_json::StableFormats;
@@ -115,6 +115,7 @@ pub fn undo_since(
     relid: pg_sys::Oid,
     as_of: TimestampWithTimeZone,
     survey: &Survey,
+    force: bool,
 ) -> Option<i64> {
     let log = extension::own_table(c"audit_log")?;
     let sql = format!(
@@ -171,13 +172,35 @@ pub fn undo_since(
         }
     }
     for (table, plan) in &plans {
-        apply(*table, plan);
+        apply(*table, plan, force);
     }
     Some(survey.count)
 }
 
-/// Puts one table back: deletes, then updates, then inserts.
-fn apply(relid: pg_sys::Oid, plan: &Plan) {
+/// Whether only pg_prodguard's own triggers (and PostgreSQL's internal ones: foreign keys)
+/// fire on a table, it has no rules and no row security: then nothing but the restoring
+/// statements decides what they write.
+fn plain(relid: pg_sys::Oid) -> bool {
+    if pg::has_rules(relid) || pg::has_row_security(relid) {
+        return false;
+    }
+    Spi::get_one_with_args::<bool>(
+        "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+                             WHERE t.tgrelid = $1 AND NOT t.tgisinternal
+                               AND NOT (p.pronamespace = 'prodguard'::pg_catalog.regnamespace
+                                        AND pg_catalog.left(t.tgname::text, 13) = 'zz_prodguard_'))",
+        &[relid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// Puts one table back: deletes, then updates, then inserts (`ONLY` the table: an
+/// inheritance child is another table, with its own audit). Each batch's rows must all be
+/// back, updated or inserted, unless `force` (a trigger may skip a row, a row security
+/// policy hide it); the changes of a table with rules cannot be counted.
+fn apply(relid: pg_sys::Oid, plan: &Plan, force: bool) {
     let _formats = StableFormats::set();
     if !plan.deletes.is_empty() {
         require_rights(relid, "DELETE");
@@ -202,19 +225,21 @@ fn apply(relid: pg_sys::Oid, plan: &Plan) {
                           jsonb_populate_record(NULL::{table}, e.value) r)"
     );
     let key_match = format!("({}) = ({})", qualified("t", &keys), qualified("r", &keys));
-    let delete = format!("DELETE FROM {table} t USING {rows} r WHERE {key_match}");
+    let delete = format!("DELETE FROM ONLY {table} t USING {rows} r WHERE {key_match}");
     // The UPDATE says how many of the batch's keys it found still in place (keys are
     // distinct within a plan; a row a trigger skipped, or gave another key, does not
-    // count): a batch whose every key was found needs no INSERT, whose NOT EXISTS would
-    // turn every row down (a restore after UPDATEs spent a tenth of its time there). A
-    // table with rules is updated as it was, without RETURNING (a DO INSTEAD rule
-    // without one refuses it), and its INSERT always runs.
+    // count). On a plain table a batch whose every key was found needs no INSERT, whose
+    // NOT EXISTS would turn every row down (a restore after UPDATEs spent a tenth of its
+    // time there); elsewhere a trigger may still remove a row after it was found, and the
+    // INSERT always runs. A table with rules is updated without RETURNING (a DO INSTEAD
+    // rule without one refuses it).
     let set = format!(
-        "UPDATE {table} t SET ({}) = ROW({}) FROM {rows} r WHERE {key_match}",
+        "UPDATE ONLY {table} t SET ({}) = ROW({}) FROM {rows} r WHERE {key_match}",
         update_cols.join(", "),
         qualified("r", &update_cols)
     );
     let counts = !pg::has_rules(relid);
+    let skips = counts && plain(relid);
     let update = (!update_cols.is_empty()).then(|| {
         if counts {
             format!(
@@ -229,28 +254,29 @@ fn apply(relid: pg_sys::Oid, plan: &Plan) {
     let insert = format!(
         "INSERT INTO {table} ({}) OVERRIDING SYSTEM VALUE
          SELECT {} FROM {rows} r
-          WHERE NOT EXISTS (SELECT FROM {table} t WHERE {key_match})",
+          WHERE NOT EXISTS (SELECT FROM ONLY {table} t WHERE {key_match})",
         cols.join(", "),
         qualified("r", &cols)
     );
     let _restoring = Restoring::start();
-    // Runs `sql` over `chunk`; with `counts`, what its one row says (the UPDATE's keys found).
-    let run = |sql: &str, chunk: &[String], counts: bool| -> Option<i64> {
+    // Runs `sql` over `chunk`: with `counts`, what its one row says (the UPDATE's keys
+    // found), else how many rows it changed.
+    let run = |sql: &str, chunk: &[String], counts: bool| -> i64 {
         let batch = format!("[{}]", chunk.join(","));
         let done = extension::as_owner_restricted(relid, || {
             Spi::connect_mut(|c| {
                 let result = c.update(sql, None, &[batch.as_str().into()])?;
                 Ok::<_, pgrx::spi::Error>(if counts {
-                    result.first().get_one::<i64>()?
+                    result.first().get_one::<i64>()?.unwrap_or(0)
                 } else {
-                    None
+                    result.len() as i64
                 })
             })
         });
         match done {
             Some(Err(e)) => raise_internal(&format!("restore {}", pg::describe_table(relid)), e),
-            Some(Ok(found)) => found,
-            None => None,
+            Some(Ok(n)) => n,
+            None => 0,
         }
     };
     for chunk in plan.deletes.chunks(BATCH) {
@@ -258,15 +284,35 @@ fn apply(relid: pg_sys::Oid, plan: &Plan) {
     }
     // every UPDATE before any INSERT (a row put back may take a unique value that a row
     // updated back gives up)
-    let mut found_all = vec![false; plan.puts.chunks(BATCH).len()];
+    let mut found = vec![0; plan.puts.chunks(BATCH).len()];
     if let Some(update) = &update {
-        for (chunk, all) in plan.puts.chunks(BATCH).zip(found_all.iter_mut()) {
-            *all = run(update, chunk, counts) == Some(chunk.len() as i64);
+        for (chunk, n) in plan.puts.chunks(BATCH).zip(found.iter_mut()) {
+            *n = run(update, chunk, counts);
         }
     }
-    for (chunk, all) in plan.puts.chunks(BATCH).zip(found_all) {
-        if !all {
-            run(&insert, chunk, false);
+    let mut missing = 0;
+    for (chunk, found) in plan.puts.chunks(BATCH).zip(found) {
+        let all = found >= chunk.len() as i64;
+        let inserted = if all && skips {
+            0
+        } else {
+            run(&insert, chunk, false)
+        };
+        if counts && update.is_some() {
+            missing += (chunk.len() as i64 - found - inserted).max(0);
         }
+    }
+    if missing > 0 && !force {
+        raise(
+            PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            format!(
+                "cannot restore {}: {missing} {} not where the audit log left {}",
+                pg::describe_table(relid),
+                if missing == 1 { "row is" } else { "rows are" },
+                if missing == 1 { "it" } else { "them" }
+            ),
+            "A trigger, rule or row security policy of the table kept the restoring UPDATE from writing them, and they still exist, so they were not inserted again.",
+            "Restore the rows one by one with prodguard.restore_row() to see which and why, or call restore_table() with force => true to restore the others.",
+        );
     }
 }

@@ -337,6 +337,11 @@ pub fn has_rules(relid: pg_sys::Oid) -> bool {
     class_field(relid, |c| c.relhasrules).unwrap_or(false)
 }
 
+/// Whether a relation has row security enabled (its policies may hide or keep rows).
+pub fn has_row_security(relid: pg_sys::Oid) -> bool {
+    class_field(relid, |c| c.relrowsecurity).unwrap_or(false)
+}
+
 /// A timestamptz (microseconds since 2000) as PostgreSQL prints it under the session's
 /// DateStyle and TimeZone. Looks nothing up: callable after commit.
 pub fn timestamp_text(ts: i64) -> String {
