@@ -172,7 +172,7 @@ pub fn undo_since(
         }
     }
     for (table, plan) in &plans {
-        apply(*table, plan, force);
+        apply(*table, plan, force, relid);
     }
     Some(survey.count)
 }
@@ -199,15 +199,17 @@ fn plain(relid: pg_sys::Oid) -> bool {
 /// Puts one table back: deletes, then updates, then inserts (`ONLY` the table: an
 /// inheritance child is another table, with its own audit). Each batch's rows must all be
 /// back, updated or inserted, unless `force` (a trigger may skip a row, a row security
-/// policy hide it); the changes of a table with rules cannot be counted.
-fn apply(relid: pg_sys::Oid, plan: &Plan, force: bool) {
+/// policy hide it); the changes of a table with rules cannot be counted. The caller's
+/// rights are those on `named`, the table the call names (a partitioned table: the rows
+/// go back as if written through it, as the changes may have been).
+fn apply(relid: pg_sys::Oid, plan: &Plan, force: bool, named: pg_sys::Oid) {
     let _formats = StableFormats::set();
     if !plan.deletes.is_empty() {
-        require_rights(relid, "DELETE");
+        require_rights(named, "DELETE");
     }
     if !plan.puts.is_empty() {
-        require_rights(relid, "UPDATE");
-        require_rights(relid, "INSERT");
+        require_rights(named, "UPDATE");
+        require_rights(named, "INSERT");
     }
     let table = pg::qualified_identifier(relid);
     let columns = columns_of(relid);
