@@ -317,7 +317,10 @@ unsafe fn form(
         let tupdesc = (*open.rel).rd_att;
         let natts = (*tupdesc).natts as usize;
         // on the stack for audit_log's own columns (a column a DBA added beyond them: heap)
-        let mut stack = ([pg_sys::Datum::from(0); STACK_COLUMNS], [true; STACK_COLUMNS]);
+        let mut stack = (
+            [pg_sys::Datum::from(0); STACK_COLUMNS],
+            [true; STACK_COLUMNS],
+        );
         let mut heap;
         let (values, nulls): (&mut [pg_sys::Datum], &mut [bool]) = if natts <= STACK_COLUMNS {
             (&mut stack.0[..natts], &mut stack.1[..natts])
