@@ -178,10 +178,10 @@ pub fn undo_since(
 }
 
 /// Whether only pg_prodguard's own triggers (and PostgreSQL's internal ones: foreign keys)
-/// fire on a table, it has no rules and no row security: then nothing but the restoring
-/// statements decides what they write.
+/// fire on a table and it has no row security (rules: the caller asks `pg::has_rules`):
+/// then nothing but the restoring statements decides what they write.
 fn plain(relid: pg_sys::Oid) -> bool {
-    if pg::has_rules(relid) || pg::has_row_security(relid) {
+    if pg::has_row_security(relid) {
         return false;
     }
     Spi::get_one_with_args::<bool>(
@@ -313,7 +313,7 @@ fn apply(relid: pg_sys::Oid, plan: &Plan, force: bool, named: pg_sys::Oid) {
                 if missing == 1 { "row is" } else { "rows are" },
                 if missing == 1 { "it" } else { "them" }
             ),
-            "A trigger, rule or row security policy of the table kept the restoring UPDATE from writing them, and they still exist, so they were not inserted again.",
+            "A trigger or row security policy of the table kept the restoring UPDATE from writing such rows; they still exist, so they were not inserted again.",
             "Restore the rows one by one with prodguard.restore_row() to see which and why, or call restore_table() with force => true to restore the others.",
         );
     }
